@@ -1,0 +1,1236 @@
+//! The document: fields, transactions, sync entry points.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::encoding::{self, WireOp, WireRun};
+use crate::oplog::{Entry, Op, OpLog};
+use crate::tree::{Cur, Lv, NONE, Run, Tree, Unit};
+use crate::{CheckError, DecodeError, EditError, OpId, ReplicaId, VersionVector};
+
+/// The most operations a document may hold (LVs are `u32`, one value is reserved).
+const MAX_OPS: u64 = u32::MAX as u64 - 1;
+/// The default bound on operations waiting for missing dependencies.
+pub const DEFAULT_PENDING_LIMIT: usize = 1 << 20;
+
+/// One replica of a document: named fields, each a replicated text.
+///
+/// Local edits go through a [`Transaction`]; remote edits arrive as updates through
+/// [`Doc::apply_update`]. See the crate docs for an example.
+#[derive(Clone)]
+pub struct Doc {
+    replica: ReplicaId,
+    /// This replica's index in the log's replica table.
+    me: u32,
+    log: OpLog,
+    /// The text of every insert, in LV order. Deleted text stays: the log needs it.
+    content: String,
+    /// For every LV that is an insert: the leaf of its field's tree holding it.
+    index: Vec<u32>,
+    fields: Vec<Field>,
+    field_index: HashMap<Arc<str>, u32>,
+    pending: Vec<WireRun>,
+    pending_ops: usize,
+    pending_limit: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Field {
+    name: Arc<str>,
+    tree: Tree,
+}
+
+/// The operations of one committed transaction, all made by this replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The replica that made it (this document's replica).
+    pub replica: ReplicaId,
+    /// The sequence numbers of its operations.
+    pub seqs: Range<u64>,
+    /// The Lamport timestamp of its first operation; later ones follow consecutively.
+    pub lamport: u64,
+}
+
+/// What [`Doc::apply_update`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApplyReport {
+    /// Operations applied by this call (including earlier-pending ones it unblocked).
+    pub applied: u64,
+    /// Operations in the update that were already applied here (ignored).
+    pub duplicate: u64,
+    /// Operations now waiting for missing dependencies (from this and earlier updates).
+    pub pending: u64,
+    /// Earlier-pending operations dropped because, once their dependencies arrived,
+    /// they turned out to be invalid.
+    pub rejected: u64,
+}
+
+/// A group of local edits that becomes one [`Change`] on [`commit`](Self::commit).
+///
+/// Edits apply to the document at once (reads through [`TextMut::view`] see them);
+/// a transaction dropped without `commit` rolls them all back.
+pub struct Transaction<'d> {
+    doc: &'d mut Doc,
+    start_lv: Lv,
+    start_seq: u64,
+    start_lamport: u64,
+    start_content: usize,
+    fields_before: usize,
+}
+
+/// Editing access to one text field inside a transaction.
+pub struct TextMut<'t> {
+    doc: &'t mut Doc,
+    field: u32,
+}
+
+/// Read-only access to one text field.
+#[derive(Clone, Copy)]
+pub struct TextView<'d> {
+    doc: &'d Doc,
+    field: Option<u32>,
+}
+
+impl fmt::Debug for Doc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Doc")
+            .field("replica", &self.replica)
+            .field("version", &self.log.version)
+            .field(
+                "fields",
+                &self.fields.iter().map(|f| &f.name).collect::<Vec<_>>(),
+            )
+            .field("pending_ops", &self.pending_ops)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Doc {
+    /// An empty document replica named `replica`.
+    pub fn new(replica: ReplicaId) -> Self {
+        let mut log = OpLog::default();
+        let me = log.intern(replica);
+        Doc {
+            replica,
+            me,
+            log,
+            content: String::new(),
+            index: Vec::new(),
+            fields: Vec::new(),
+            field_index: HashMap::new(),
+            pending: Vec::new(),
+            pending_ops: 0,
+            pending_limit: DEFAULT_PENDING_LIMIT,
+        }
+    }
+
+    /// Decodes a full state (or any update) into a fresh replica named `replica`.
+    pub fn decode(bytes: &[u8], replica: ReplicaId) -> Result<Self, DecodeError> {
+        let mut doc = Doc::new(replica);
+        doc.apply_update(bytes)?;
+        Ok(doc)
+    }
+
+    /// This replica's id.
+    pub fn replica_id(&self) -> ReplicaId {
+        self.replica
+    }
+
+    /// The operations applied so far (waiting ones excluded).
+    pub fn version(&self) -> &VersionVector {
+        &self.log.version
+    }
+
+    /// The highest Lamport timestamp applied so far (0 for an empty document).
+    pub fn max_lamport(&self) -> u64 {
+        self.log.max_lamport
+    }
+
+    /// The names of the fields, in the order they became known here.
+    pub fn field_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.fields.iter().map(|f| &*f.name)
+    }
+
+    /// Starts a transaction. Commit it to keep its edits.
+    pub fn transact(&mut self) -> Transaction<'_> {
+        Transaction {
+            start_lv: self.log.next_lv(),
+            start_seq: self.log.agents[self.me as usize].next_seq(),
+            start_lamport: self.log.max_lamport + 1,
+            start_content: self.content.len(),
+            fields_before: self.fields.len(),
+            doc: self,
+        }
+    }
+
+    /// Reads the text field `name` (empty if it does not exist).
+    pub fn text(&self, name: &str) -> TextView<'_> {
+        TextView {
+            doc: self,
+            field: self.field_index.get(name).copied(),
+        }
+    }
+
+    /// The full state as one update.
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_since(&VersionVector::new())
+    }
+
+    /// The operations a replica at version `since` lacks, as one update, in causal order.
+    pub fn encode_since(&self, since: &VersionVector) -> Vec<u8> {
+        encoding::encode_runs(&self.runs_since(since))
+    }
+
+    /// Applies an update from a peer or from disk.
+    ///
+    /// Operations already applied are skipped, so an update may be applied twice or
+    /// overlap others. Operations whose dependencies have not arrived wait (up to the
+    /// [pending limit](Self::set_pending_limit)) and are applied as soon as they can be.
+    /// On error nothing changed.
+    pub fn apply_update(&mut self, update: &[u8]) -> Result<ApplyReport, DecodeError> {
+        let runs = encoding::decode_runs(update)?;
+        self.apply_runs(runs)
+    }
+
+    /// Operations waiting for missing dependencies.
+    pub fn pending_len(&self) -> usize {
+        self.pending_ops
+    }
+
+    /// Sets how many operations may wait for missing dependencies (default 2^20). An
+    /// update that would make more wait is refused with [`DecodeError::PendingOverflow`].
+    pub fn set_pending_limit(&mut self, ops: usize) {
+        self.pending_limit = ops;
+    }
+
+    /// Verifies internal invariants: tree counts and links, the LV index, the op log
+    /// and the version vector. Meant for tests; an error is a bug in Chorus.
+    pub fn check(&self) -> Result<(), CheckError> {
+        let err = |s: String| Err(CheckError(s));
+        let mut lv = 0;
+        for e in &self.log.entries {
+            if e.lv != lv || e.len == 0 {
+                return err(format!("log entry at lv {} is not contiguous", e.lv));
+            }
+            lv = e.end();
+        }
+        if self.index.len() != lv as usize {
+            return err(format!("index covers {} of {lv} ops", self.index.len()));
+        }
+        for (i, a) in self.log.agents.iter().enumerate() {
+            let mut next = 0;
+            for s in &a.spans {
+                if s.seq != next {
+                    return err(format!("replica {} has a gap at seq {next}", a.id));
+                }
+                next += u64::from(s.len);
+                for k in 0..s.len {
+                    let (agent, seq) = self.log.id_of(s.lv + k);
+                    if agent as usize != i || seq != s.seq + u64::from(k) {
+                        return err(format!("seq map of {} disagrees with the log", a.id));
+                    }
+                }
+            }
+            if self.log.version.get(&a.id) != next {
+                return err(format!("version of {} is wrong", a.id));
+            }
+        }
+        let mut items = 0u64;
+        let mut inserted = 0u64;
+        for e in &self.log.entries {
+            if let Op::Insert { .. } = e.op {
+                inserted += u64::from(e.len);
+            }
+        }
+        for f in &self.fields {
+            f.tree.check(&self.index).map_err(CheckError)?;
+            let mut chars = 0u32;
+            for r in f.tree.runs() {
+                chars += if r.deleted { 0 } else { r.len };
+                let e = &self.log.entries[self.log.entry_index(r.lv)];
+                if self.fields[e.field as usize].name != f.name {
+                    return err(format!("lv {} is in the wrong field", r.lv));
+                }
+                if r.text(&self.content).chars().count() != r.len as usize {
+                    return err(format!("run at lv {} has the wrong text", r.lv));
+                }
+                items += u64::from(r.len);
+            }
+            if chars != f.tree.total().chars {
+                return err(format!("field {} visible count is wrong", f.name));
+            }
+        }
+        if items != inserted {
+            return err(format!(
+                "trees hold {items} items, log has {inserted} inserts"
+            ));
+        }
+        let pending: usize = self.pending.iter().map(|r| r.len as usize).sum();
+        if pending != self.pending_ops {
+            return err("pending count is wrong".into());
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ internals
+
+    fn field_id(&mut self, name: &str) -> u32 {
+        // Documents have few fields: a scan beats hashing the name.
+        if self.fields.len() <= 8 {
+            if let Some(f) = self.fields.iter().position(|f| *f.name == *name) {
+                return f as u32;
+            }
+        } else if let Some(&f) = self.field_index.get(name) {
+            return f;
+        }
+        let name: Arc<str> = name.into();
+        let f = self.fields.len() as u32;
+        self.fields.push(Field {
+            name: name.clone(),
+            tree: Tree::new(),
+        });
+        self.field_index.insert(name, f);
+        f
+    }
+
+    fn ensure_capacity(&self, ops: usize, bytes: usize) -> bool {
+        u64::from(self.log.next_lv()) + ops as u64 <= MAX_OPS
+            && self.content.len() as u64 + bytes as u64 <= u64::from(u32::MAX)
+    }
+
+    fn local_insert(&mut self, field: u32, pos: usize, text: &str) -> Result<(), EditError> {
+        let tree = &self.fields[field as usize].tree;
+        let len = tree.total().chars as usize;
+        if pos > len {
+            return Err(EditError::OutOfRange { pos, len });
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        let (n, utf16) = text
+            .chars()
+            .fold((0u32, 0u32), |(n, u), c| (n + 1, u + c.len_utf16() as u32));
+        if !self.ensure_capacity(n as usize, text.len()) {
+            return Err(EditError::TooLarge);
+        }
+        let tree = &mut self.fields[field as usize].tree;
+        let (cur, origin_right) = match tree.find_char(pos as u32) {
+            Some((cur, _)) => (cur, tree.item_at(cur)),
+            None => (tree.end(), NONE),
+        };
+        let origin_left = tree.item_before(cur);
+        let lv = self.log.next_lv();
+        let byte_start = self.content.len() as u32;
+        self.content.push_str(text);
+        self.index.resize((lv + n) as usize, NONE);
+        let run = Run {
+            lv,
+            len: n,
+            origin_left,
+            origin_right,
+            byte_start,
+            byte_len: text.len() as u32,
+            utf16_len: utf16,
+            deleted: false,
+        };
+        self.fields[field as usize]
+            .tree
+            .insert(cur, run, &self.content, &mut self.index);
+        self.push_local(
+            field,
+            Op::Insert {
+                origin_left,
+                origin_right,
+                byte_start,
+                byte_len: text.len() as u32,
+            },
+            n,
+        );
+        Ok(())
+    }
+
+    fn push_local(&mut self, field: u32, op: Op, len: u32) {
+        let me = self.me;
+        let seq = self.log.agents[me as usize].next_seq();
+        let lamport = self.log.max_lamport + 1;
+        self.log.push(me, seq, lamport, field, op, len);
+    }
+
+    fn local_delete(&mut self, field: u32, pos: usize, len: usize) -> Result<(), EditError> {
+        let total = self.fields[field as usize].tree.total().chars as usize;
+        match pos.checked_add(len) {
+            Some(end) if end <= total => {}
+            _ => {
+                return Err(EditError::OutOfRange {
+                    pos: pos.saturating_add(len),
+                    len: total,
+                });
+            }
+        }
+        if !self.ensure_capacity(len, 0) {
+            return Err(EditError::TooLarge);
+        }
+        let mut remaining = len as u32;
+        while remaining > 0 {
+            let tree = &mut self.fields[field as usize].tree;
+            let (cur, _) = tree.find_char(pos as u32).expect("range was checked");
+            let r = *tree.run(cur.leaf, cur.idx);
+            let take = remaining.min(r.len - cur.off);
+            let target = r.lv + cur.off;
+            tree.set_deleted(target, take, true, &self.content, &mut self.index);
+            self.index.resize(self.index.len() + take as usize, NONE);
+            self.push_local(
+                field,
+                Op::Delete {
+                    target,
+                    backward: false,
+                },
+                take,
+            );
+            remaining -= take;
+        }
+        Ok(())
+    }
+
+    fn utf16_to_char_in(&self, field: Option<u32>, pos: usize) -> Result<usize, EditError> {
+        let Some(f) = field else {
+            return if pos == 0 {
+                Ok(0)
+            } else {
+                Err(EditError::OutOfRange { pos, len: 0 })
+            };
+        };
+        let tree = &self.fields[f as usize].tree;
+        let total = tree.total();
+        if pos > total.utf16 as usize {
+            return Err(EditError::OutOfRange {
+                pos,
+                len: total.utf16 as usize,
+            });
+        }
+        Ok(
+            match tree.find_visible(pos as u32, Unit::Utf16, &self.content) {
+                Ok(Some((_, chars))) => chars as usize,
+                Ok(None) => total.chars as usize,
+                Err(_) => return Err(EditError::NotCharBoundary { pos }),
+            },
+        )
+    }
+
+    /// Integrates a remote insert run (LVs already assigned) with FugueMax ordering.
+    ///
+    /// This is the "YjsMod" integration, equivalent to FugueMax: scan from the left
+    /// origin towards the right origin and place the run before the first item whose
+    /// left origin lies further left, or that ties with it and sorts after it.
+    fn integrate_insert(&mut self, field: u32, run: Run, replica: ReplicaId) {
+        let tree = &self.fields[field as usize].tree;
+        let (ol, or) = (run.origin_left, run.origin_right);
+        let start = if ol == NONE {
+            tree.normalize(Cur {
+                leaf: tree.first_leaf(),
+                idx: 0,
+                off: 0,
+            })
+        } else {
+            tree.normalize(tree.after(ol, self.index[ol as usize]))
+        };
+        // Nothing concurrent between the origins: the common case.
+        let dest = if tree.item_at(start) == or {
+            start
+        } else {
+            self.scan_fugue(field, &run, replica, start)
+        };
+        self.fields[field as usize]
+            .tree
+            .insert(dest, run, &self.content, &mut self.index);
+    }
+
+    fn raw_pos_of(&self, tree: &Tree, lv: Lv) -> i64 {
+        i64::from(tree.raw_pos(tree.locate(lv, self.index[lv as usize])))
+    }
+
+    fn scan_fugue(&self, field: u32, run: &Run, replica: ReplicaId, start: Cur) -> Cur {
+        let tree = &self.fields[field as usize].tree;
+        let total = i64::from(tree.total().raw);
+        let left = if run.origin_left == NONE {
+            -1
+        } else {
+            self.raw_pos_of(tree, run.origin_left)
+        };
+        let right = if run.origin_right == NONE {
+            total
+        } else {
+            self.raw_pos_of(tree, run.origin_right)
+        };
+        let mut i = left + 1;
+        let mut cur = start;
+        let mut dest = start;
+        let mut scanning = false;
+        loop {
+            if !scanning {
+                dest = cur;
+            }
+            if i >= total || i == right {
+                break;
+            }
+            let o = *tree.run(cur.leaf, cur.idx);
+            let oleft = if cur.off > 0 {
+                i - 1
+            } else if o.origin_left == NONE {
+                -1
+            } else {
+                self.raw_pos_of(tree, o.origin_left)
+            };
+            if oleft < left {
+                break;
+            }
+            if oleft == left {
+                let oright = if o.origin_right == NONE {
+                    total
+                } else {
+                    self.raw_pos_of(tree, o.origin_right)
+                };
+                if oright < right {
+                    scanning = true;
+                } else if oright == right {
+                    let (agent, _) = self.log.id_of(o.lv + cur.off);
+                    if replica < self.log.agents[agent as usize].id {
+                        break;
+                    }
+                    scanning = false;
+                } else {
+                    scanning = false;
+                }
+                i += 1;
+                cur = tree.step(cur);
+            } else {
+                // Items whose left origin lies inside the scanned region are skipped,
+                // and so are the rest of their run (each has its predecessor as left
+                // origin), up to the right origin.
+                let rest = i64::from(o.len - cur.off);
+                let skip = rest.min(right - i);
+                i += skip;
+                if skip == rest {
+                    cur = tree.normalize(Cur {
+                        leaf: cur.leaf,
+                        idx: cur.idx + 1,
+                        off: 0,
+                    });
+                } else {
+                    cur.off += skip as u32;
+                }
+            }
+        }
+        dest
+    }
+
+    /// Marks the inserts `lo..=hi` of `field` deleted.
+    fn delete_range(&mut self, field: u32, lo: Lv, hi: Lv) {
+        let mut lv = lo;
+        while lv <= hi {
+            let tree = &mut self.fields[field as usize].tree;
+            let done = tree.set_deleted(lv, hi - lv + 1, true, &self.content, &mut self.index);
+            lv += done;
+        }
+    }
+
+    /// The ops a replica at `since` lacks, as wire runs in LV (causal) order.
+    fn runs_since(&self, since: &VersionVector) -> Vec<WireRun> {
+        let mut ranges: Vec<(Lv, Lv)> = Vec::new();
+        for a in &self.log.agents {
+            let from = since.get(&a.id);
+            if from >= a.next_seq() {
+                continue;
+            }
+            let i = a
+                .spans
+                .partition_point(|s| s.seq + u64::from(s.len) <= from);
+            for s in &a.spans[i..] {
+                let skip = from.saturating_sub(s.seq) as u32;
+                ranges.push((s.lv + skip, s.lv + s.len));
+            }
+        }
+        ranges.sort_unstable();
+        let mut out = Vec::new();
+        for (lo, hi) in ranges {
+            let mut i = self.log.entry_index(lo);
+            let mut lv = lo;
+            while lv < hi {
+                let e = &self.log.entries[i];
+                let end = e.end().min(hi);
+                self.wire_runs(e, lv, end, &mut out);
+                lv = end;
+                i += 1;
+            }
+        }
+        out
+    }
+
+    fn op_id(&self, lv: Lv) -> Option<OpId> {
+        (lv != NONE).then(|| {
+            let (a, seq) = self.log.id_of(lv);
+            OpId::new(self.log.agents[a as usize].id, seq)
+        })
+    }
+
+    /// Appends the wire runs for ops `lo..hi` of entry `e`.
+    fn wire_runs(&self, e: &Entry, lo: Lv, hi: Lv, out: &mut Vec<WireRun>) {
+        let k = lo - e.lv;
+        let replica = self.log.agents[e.agent as usize].id;
+        let field = self.fields[e.field as usize].name.clone();
+        let seq = e.seq + u64::from(k);
+        let lamport = e.lamport + u64::from(k);
+        match e.op {
+            Op::Insert {
+                origin_left,
+                origin_right,
+                byte_start,
+                byte_len,
+            } => {
+                let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
+                let (start, end) = if text.len() == e.len as usize {
+                    (k as usize, (hi - e.lv) as usize)
+                } else {
+                    let mut it = text.char_indices().map(|(b, _)| b).chain([text.len()]);
+                    let s = it.nth(k as usize).unwrap_or(text.len());
+                    let en = it.nth((hi - lo - 1) as usize).unwrap_or(text.len());
+                    (s, en)
+                };
+                out.push(WireRun {
+                    replica,
+                    seq,
+                    lamport,
+                    len: hi - lo,
+                    field,
+                    op: WireOp::Insert {
+                        left: self.op_id(if k == 0 { origin_left } else { lo - 1 }),
+                        right: self.op_id(origin_right),
+                        content: text[start..end].to_owned(),
+                    },
+                });
+            }
+            Op::Delete { target, backward } => {
+                // The targets may belong to several replicas: one wire run per stretch
+                // of targets with consecutive ids.
+                let mut done = 0u32;
+                let total = hi - lo;
+                while done < total {
+                    let t = if backward {
+                        target - k - done
+                    } else {
+                        target + k + done
+                    };
+                    let ti = self.log.entry_index(t);
+                    let te = &self.log.entries[ti];
+                    let avail = if backward {
+                        t - te.lv + 1
+                    } else {
+                        te.end() - t
+                    };
+                    let take = avail.min(total - done);
+                    let (ta, tseq) = self.log.id_of(t);
+                    out.push(WireRun {
+                        replica,
+                        seq: seq + u64::from(done),
+                        lamport: lamport + u64::from(done),
+                        len: take,
+                        field: field.clone(),
+                        op: WireOp::Delete {
+                            target: OpId::new(self.log.agents[ta as usize].id, tseq),
+                            backward: backward && take > 1,
+                        },
+                    });
+                    done += take;
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ applying updates
+
+    /// Whether `id` is an insert of `field`: Some(true) yes, Some(false) it is
+    /// something else, None not known (yet).
+    fn known_insert(&self, plan: &Plan, id: OpId, field: &str) -> Option<bool> {
+        if let Some(&a) = self.log.agent_index.get(&id.replica) {
+            if let Some(lv) = self.log.lv_of(a, id.seq) {
+                let e = &self.log.entries[self.log.entry_index(lv)];
+                return Some(
+                    matches!(e.op, Op::Insert { .. })
+                        && *self.fields[e.field as usize].name == *field,
+                );
+            }
+        }
+        plan.lookup(id)
+            .map(|r| matches!(r.op, WireOp::Insert { .. }) && *r.field == *field)
+    }
+
+    fn next_seq_of(&self, plan: &Plan, replica: ReplicaId) -> u64 {
+        plan.next
+            .get(&replica)
+            .copied()
+            .unwrap_or_else(|| self.log.version.get(&replica))
+    }
+
+    /// Decides which runs can be applied now, in a causal order, without changing
+    /// anything. `Err` if a run of the update itself is invalid.
+    fn plan(&self, runs: Vec<WireRun>) -> Result<(Plan, ApplyReport), DecodeError> {
+        let mut plan = Plan::default();
+        let mut report = ApplyReport::default();
+        // Earlier-pending runs first (they are older), then the update's.
+        let mut waiting: Vec<(WireRun, bool)> = self
+            .pending
+            .iter()
+            .cloned()
+            .map(|r| (r, false))
+            .chain(runs.into_iter().map(|r| (r, true)))
+            .collect();
+        loop {
+            let mut progress = false;
+            let mut still = Vec::new();
+            for (mut run, fresh) in waiting {
+                let next = self.next_seq_of(&plan, run.replica);
+                if run.end_seq() <= next {
+                    if fresh {
+                        report.duplicate += u64::from(run.len);
+                    }
+                    continue;
+                }
+                if run.seq > next {
+                    still.push((run, fresh));
+                    continue;
+                }
+                let dup = (next - run.seq) as u32;
+                if fresh {
+                    report.duplicate += u64::from(dup);
+                }
+                run.trim_front(dup);
+                match self.ready(&plan, &run) {
+                    Readiness::Ready => {
+                        plan.add(run);
+                        progress = true;
+                    }
+                    Readiness::Waiting => still.push((run, fresh)),
+                    Readiness::Invalid(why) => {
+                        if fresh {
+                            return Err(DecodeError::InvalidReference(why));
+                        }
+                        report.rejected += u64::from(run.len);
+                    }
+                }
+            }
+            waiting = still;
+            if !progress || waiting.is_empty() {
+                break;
+            }
+        }
+        // Keep one copy of each waiting op.
+        waiting.sort_by(|a, b| (a.0.replica, a.0.seq).cmp(&(b.0.replica, b.0.seq)));
+        let mut kept: Vec<WireRun> = Vec::with_capacity(waiting.len());
+        for (run, _) in waiting {
+            if let Some(last) = kept.last() {
+                if last.replica == run.replica && run.seq < last.end_seq() {
+                    if run.end_seq() <= last.end_seq() {
+                        continue;
+                    }
+                    let mut run = run;
+                    run.trim_front((last.end_seq() - run.seq) as u32);
+                    kept.push(run);
+                    continue;
+                }
+            }
+            kept.push(run);
+        }
+        plan.pending = kept;
+        Ok((plan, report))
+    }
+
+    fn ready(&self, plan: &Plan, run: &WireRun) -> Readiness {
+        match &run.op {
+            WireOp::Insert { left, right, .. } => {
+                for o in [left, right].into_iter().flatten() {
+                    match self.known_insert(plan, *o, &run.field) {
+                        None => return Readiness::Waiting,
+                        Some(false) => {
+                            return Readiness::Invalid("an origin is not a char of the same field");
+                        }
+                        Some(true) => {}
+                    }
+                }
+                Readiness::Ready
+            }
+            WireOp::Delete { target, backward } => {
+                let lo = if *backward {
+                    target.seq - u64::from(run.len - 1)
+                } else {
+                    target.seq
+                };
+                let hi = lo + u64::from(run.len);
+                if self.next_seq_of(plan, target.replica) < hi {
+                    return Readiness::Waiting;
+                }
+                // All targets are known; each must be an insert of this field.
+                let mut seq = lo;
+                while seq < hi {
+                    let id = OpId::new(target.replica, seq);
+                    let step = self.insert_stretch(plan, id, &run.field, hi - seq);
+                    if step == 0 {
+                        return Readiness::Invalid(
+                            "a delete targets something that is not a char of the same field",
+                        );
+                    }
+                    seq += step;
+                }
+                Readiness::Ready
+            }
+        }
+    }
+
+    /// How many ops from `id` on (at most `max`) are known inserts of `field` in one
+    /// stretch; 0 if `id` is not.
+    fn insert_stretch(&self, plan: &Plan, id: OpId, field: &str, max: u64) -> u64 {
+        if let Some(&a) = self.log.agent_index.get(&id.replica) {
+            if let Some(lv) = self.log.lv_of(a, id.seq) {
+                let e = &self.log.entries[self.log.entry_index(lv)];
+                if !matches!(e.op, Op::Insert { .. })
+                    || *self.fields[e.field as usize].name != *field
+                {
+                    return 0;
+                }
+                // Within the entry and the agent's span, the ids stay consecutive.
+                let span_left = {
+                    let spans = &self.log.agents[a as usize].spans;
+                    let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
+                    let s = spans[i];
+                    s.seq + u64::from(s.len) - id.seq
+                };
+                return u64::from(e.end() - lv).min(span_left).min(max);
+            }
+        }
+        match plan.lookup(id) {
+            Some(r) if matches!(r.op, WireOp::Insert { .. }) && *r.field == *field => {
+                (r.end_seq() - id.seq).min(max)
+            }
+            _ => 0,
+        }
+    }
+
+    fn apply_runs(&mut self, runs: Vec<WireRun>) -> Result<ApplyReport, DecodeError> {
+        let (plan, mut report) = self.plan(runs)?;
+        let pending_ops: usize = plan.pending.iter().map(|r| r.len as usize).sum();
+        if pending_ops > self.pending_limit {
+            return Err(DecodeError::PendingOverflow {
+                pending: pending_ops,
+                limit: self.pending_limit,
+            });
+        }
+        let new_ops: usize = plan.order.iter().map(|r| r.len as usize).sum();
+        let new_bytes: usize = plan
+            .order
+            .iter()
+            .map(|r| match &r.op {
+                WireOp::Insert { content, .. } => content.len(),
+                WireOp::Delete { .. } => 0,
+            })
+            .sum();
+        if !self.ensure_capacity(new_ops, new_bytes) {
+            return Err(DecodeError::TooLarge);
+        }
+        // From here on nothing fails.
+        for run in plan.order {
+            self.apply_run(run);
+        }
+        report.applied = new_ops as u64;
+        report.pending = pending_ops as u64;
+        self.pending = plan.pending;
+        self.pending_ops = pending_ops;
+        Ok(report)
+    }
+
+    fn lv_of_id(&self, id: OpId) -> Lv {
+        let a = self.log.agent_index[&id.replica];
+        self.log
+            .lv_of(a, id.seq)
+            .expect("planned dependency is applied")
+    }
+
+    fn apply_run(&mut self, run: WireRun) {
+        let field = self.field_id(&run.field);
+        let agent = self.log.intern(run.replica);
+        match run.op {
+            WireOp::Insert {
+                left,
+                right,
+                content,
+            } => {
+                let origin_left = left.map_or(NONE, |id| self.lv_of_id(id));
+                let origin_right = right.map_or(NONE, |id| self.lv_of_id(id));
+                let lv = self.log.next_lv();
+                let byte_start = self.content.len() as u32;
+                self.content.push_str(&content);
+                self.index.resize((lv + run.len) as usize, NONE);
+                let utf16 = content.chars().map(|c| c.len_utf16() as u32).sum();
+                let r = Run {
+                    lv,
+                    len: run.len,
+                    origin_left,
+                    origin_right,
+                    byte_start,
+                    byte_len: content.len() as u32,
+                    utf16_len: utf16,
+                    deleted: false,
+                };
+                self.log.push(
+                    agent,
+                    run.seq,
+                    run.lamport,
+                    field,
+                    Op::Insert {
+                        origin_left,
+                        origin_right,
+                        byte_start,
+                        byte_len: content.len() as u32,
+                    },
+                    run.len,
+                );
+                self.integrate_insert(field, r, run.replica);
+            }
+            WireOp::Delete { target, backward } => {
+                let lo = if backward {
+                    target.seq - u64::from(run.len - 1)
+                } else {
+                    target.seq
+                };
+                let ta = self.log.agent_index[&target.replica];
+                let ranges = self.log.lv_ranges(ta, lo, u64::from(run.len));
+                // One log entry per LV stretch of targets, in the run's own order.
+                let mut seq = run.seq;
+                let mut lamport = run.lamport;
+                let ordered: Vec<(Lv, u32)> = if backward {
+                    ranges.iter().rev().copied().collect()
+                } else {
+                    ranges.clone()
+                };
+                for (tlv, n) in ordered {
+                    let first = if backward { tlv + n - 1 } else { tlv };
+                    self.index.resize(self.index.len() + n as usize, NONE);
+                    self.log.push(
+                        agent,
+                        seq,
+                        lamport,
+                        field,
+                        Op::Delete {
+                            target: first,
+                            backward: backward && n > 1,
+                        },
+                        n,
+                    );
+                    self.delete_range(field, tlv, tlv + n - 1);
+                    seq += u64::from(n);
+                    lamport += u64::from(n);
+                }
+            }
+        }
+    }
+
+    /// Drops every op from `lv` on and rebuilds the trees from the log.
+    fn rollback(&mut self, lv: Lv, content_len: usize, fields: usize) {
+        if self.log.next_lv() == lv && self.fields.len() == fields {
+            return;
+        }
+        self.log.truncate(lv, &self.content);
+        self.content.truncate(content_len);
+        for f in self.fields.drain(fields..) {
+            self.field_index.remove(&f.name);
+        }
+        self.index.clear();
+        for f in &mut self.fields {
+            f.tree = Tree::new();
+        }
+        let entries = std::mem::take(&mut self.log.entries);
+        self.index.resize(lv as usize, NONE);
+        for e in &entries {
+            match e.op {
+                Op::Insert {
+                    origin_left,
+                    origin_right,
+                    byte_start,
+                    byte_len,
+                } => {
+                    let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
+                    let run = Run {
+                        lv: e.lv,
+                        len: e.len,
+                        origin_left,
+                        origin_right,
+                        byte_start,
+                        byte_len,
+                        utf16_len: text.chars().map(|c| c.len_utf16() as u32).sum(),
+                        deleted: false,
+                    };
+                    let replica = self.log.agents[e.agent as usize].id;
+                    self.integrate_insert(e.field, run, replica);
+                }
+                Op::Delete { .. } => {
+                    let (lo, hi) = e.delete_targets().expect("a delete");
+                    self.delete_range(e.field, lo, hi);
+                }
+            }
+        }
+        self.log.entries = entries;
+    }
+}
+
+enum Readiness {
+    Ready,
+    Waiting,
+    Invalid(&'static str),
+}
+
+/// The runs an update will apply, in order, and what will wait.
+#[derive(Default)]
+struct Plan {
+    order: Vec<WireRun>,
+    /// Next seq per replica once `order` is applied (only replicas in `order`).
+    next: HashMap<ReplicaId, u64>,
+    /// Indexes into `order` per replica, by seq.
+    by_replica: HashMap<ReplicaId, Vec<usize>>,
+    pending: Vec<WireRun>,
+}
+
+impl Plan {
+    fn add(&mut self, run: WireRun) {
+        self.next.insert(run.replica, run.end_seq());
+        self.by_replica
+            .entry(run.replica)
+            .or_default()
+            .push(self.order.len());
+        self.order.push(run);
+    }
+
+    fn lookup(&self, id: OpId) -> Option<&WireRun> {
+        let ix = self.by_replica.get(&id.replica)?;
+        let i = ix.partition_point(|&i| self.order[i].end_seq() <= id.seq);
+        let r = &self.order[*ix.get(i)?];
+        (r.seq <= id.seq).then_some(r)
+    }
+}
+
+impl<'d> Transaction<'d> {
+    /// The text field `name`, created on first use.
+    pub fn text(&mut self, name: &str) -> TextMut<'_> {
+        let field = self.doc.field_id(name);
+        TextMut {
+            doc: self.doc,
+            field,
+        }
+    }
+
+    /// Reads the document as edited so far.
+    pub fn doc(&self) -> &Doc {
+        self.doc
+    }
+
+    /// Commits; `None` if the transaction made no operations.
+    pub fn commit(self) -> Option<Change> {
+        let this = std::mem::ManuallyDrop::new(self);
+        let doc: &Doc = &*this.doc;
+        let end = doc.log.agents[doc.me as usize].next_seq();
+        (end > this.start_seq).then(|| Change {
+            replica: doc.replica,
+            seqs: this.start_seq..end,
+            lamport: this.start_lamport,
+        })
+    }
+
+    /// Discards the transaction's edits (what dropping it does).
+    pub fn rollback(self) {}
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        self.doc
+            .rollback(self.start_lv, self.start_content, self.fields_before);
+    }
+}
+
+impl fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("replica", &self.doc.replica)
+            .field("start_seq", &self.start_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TextMut<'_> {
+    /// Inserts `text` at char position `pos` (0 ≤ `pos` ≤ `len()`).
+    pub fn insert(&mut self, pos: usize, text: &str) -> Result<(), EditError> {
+        self.doc.local_insert(self.field, pos, text)
+    }
+
+    /// Deletes `len` chars starting at char position `pos`.
+    pub fn delete(&mut self, pos: usize, len: usize) -> Result<(), EditError> {
+        self.doc.local_delete(self.field, pos, len)
+    }
+
+    /// Inserts `text` at UTF-16 position `pos`.
+    pub fn insert_utf16(&mut self, pos: usize, text: &str) -> Result<(), EditError> {
+        let p = self.doc.utf16_to_char_in(Some(self.field), pos)?;
+        self.insert(p, text)
+    }
+
+    /// Deletes `len` UTF-16 code units starting at UTF-16 position `pos`; both ends
+    /// must fall on char boundaries.
+    pub fn delete_utf16(&mut self, pos: usize, len: usize) -> Result<(), EditError> {
+        let end = pos.checked_add(len).ok_or(EditError::OutOfRange {
+            pos: usize::MAX,
+            len: self.view().len_utf16(),
+        })?;
+        let a = self.doc.utf16_to_char_in(Some(self.field), pos)?;
+        let b = self.doc.utf16_to_char_in(Some(self.field), end)?;
+        self.delete(a, b - a)
+    }
+
+    /// Length in chars.
+    pub fn len(&self) -> usize {
+        self.view().len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A read-only view of the field as edited so far.
+    pub fn view(&self) -> TextView<'_> {
+        TextView {
+            doc: self.doc,
+            field: Some(self.field),
+        }
+    }
+}
+
+impl fmt::Debug for TextMut<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TextMut")
+            .field(&self.view().to_string())
+            .finish()
+    }
+}
+
+impl<'d> TextView<'d> {
+    fn tree(&self) -> Option<&'d Tree> {
+        self.field.map(|f| &self.doc.fields[f as usize].tree)
+    }
+
+    /// Length in chars (Unicode scalar values).
+    pub fn len(&self) -> usize {
+        self.tree().map_or(0, |t| t.total().chars as usize)
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Length in UTF-16 code units.
+    pub fn len_utf16(&self) -> usize {
+        self.tree().map_or(0, |t| t.total().utf16 as usize)
+    }
+
+    /// Length in UTF-8 bytes.
+    pub fn len_utf8(&self) -> usize {
+        self.tree().map_or(0, |t| t.total().bytes as usize)
+    }
+
+    /// The chars in `range` (char positions).
+    pub fn slice(&self, range: Range<usize>) -> Result<String, EditError> {
+        let len = self.len();
+        if range.start > range.end || range.end > len {
+            return Err(EditError::OutOfRange {
+                pos: range.end.max(range.start),
+                len,
+            });
+        }
+        let mut out = String::new();
+        let Some(tree) = self.tree() else {
+            return Ok(out);
+        };
+        if range.is_empty() {
+            return Ok(out);
+        }
+        let content = &self.doc.content;
+        let (mut cur, _) = tree
+            .find_visible(range.start as u32, Unit::Char, content)?
+            .expect("range was checked");
+        let mut want = range.end - range.start;
+        while want > 0 {
+            let r = tree.run(cur.leaf, cur.idx);
+            if !r.deleted {
+                let text = r.text(content);
+                let take = (r.len - cur.off).min(want as u32);
+                if r.byte_len == r.len {
+                    out.push_str(&text[cur.off as usize..(cur.off + take) as usize]);
+                } else {
+                    out.extend(text.chars().skip(cur.off as usize).take(take as usize));
+                }
+                want -= take as usize;
+            }
+            cur = tree.normalize(Cur {
+                leaf: cur.leaf,
+                idx: cur.idx + 1,
+                off: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Converts a UTF-16 position to a char position.
+    pub fn utf16_to_char(&self, pos: usize) -> Result<usize, EditError> {
+        self.doc.utf16_to_char_in(self.field, pos)
+    }
+
+    /// Converts a char position to a UTF-16 position.
+    pub fn char_to_utf16(&self, pos: usize) -> Result<usize, EditError> {
+        Ok(self.prefix(pos)?.utf16 as usize)
+    }
+
+    /// Converts a char position to a UTF-8 byte offset.
+    pub fn char_to_utf8(&self, pos: usize) -> Result<usize, EditError> {
+        Ok(self.prefix(pos)?.bytes as usize)
+    }
+
+    fn prefix(&self, pos: usize) -> Result<crate::tree::Counts, EditError> {
+        let len = self.len();
+        if pos > len {
+            return Err(EditError::OutOfRange { pos, len });
+        }
+        Ok(self
+            .tree()
+            .map(|t| t.prefix_counts(pos as u32, &self.doc.content))
+            .unwrap_or_default())
+    }
+}
+
+impl fmt::Display for TextView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(tree) = self.tree() else {
+            return Ok(());
+        };
+        for r in tree.runs() {
+            if !r.deleted {
+                f.write_str(r.text(&self.doc.content))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TextView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TextView").field(&self.to_string()).finish()
+    }
+}

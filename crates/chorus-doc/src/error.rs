@@ -1,0 +1,85 @@
+//! Errors, one enum per boundary.
+
+/// A local edit asked for something the document cannot do; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditError {
+    /// A position or range end lies past the end of the text.
+    #[error("position {pos} is out of range: the text is {len} long in this unit")]
+    OutOfRange {
+        /// The position asked for.
+        pos: usize,
+        /// The length of the text, in the unit of the call.
+        len: usize,
+    },
+    /// A UTF-16 position falls between the two halves of a surrogate pair.
+    #[error(
+        "UTF-16 position {pos} falls inside a surrogate pair; use a position on a character boundary"
+    )]
+    NotCharBoundary {
+        /// The position asked for.
+        pos: usize,
+    },
+    /// The field exists with another type.
+    #[error("field {name:?} is not a text")]
+    WrongType {
+        /// The field's name.
+        name: String,
+    },
+    /// The document cannot grow further (4 Gi ops or chars).
+    #[error("the document is too large: at most 2^32 operations and characters are supported")]
+    TooLarge,
+}
+
+/// Bytes from the network or from disk could not be applied; the document is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The bytes do not start like a Chorus update.
+    #[error("not a Chorus update (bad magic bytes)")]
+    BadMagic,
+    /// The update was written by a newer format version.
+    #[error(
+        "update format version {0} is not supported (this build reads version 1); upgrade Chorus"
+    )]
+    UnsupportedVersion(u8),
+    /// The bytes end before the structure they describe.
+    #[error("update is truncated")]
+    Truncated,
+    /// Bytes follow the end of the update.
+    #[error("{0} unexpected bytes after the end of the update")]
+    TrailingBytes(usize),
+    /// A field holds a value that is not allowed there.
+    #[error("malformed update: {0}")]
+    Malformed(&'static str),
+    /// Text content is not valid UTF-8.
+    #[error("update content is not valid UTF-8")]
+    InvalidUtf8,
+    /// An operation refers to an operation it may not refer to (for example a delete
+    /// of something that is not a character, or a reference into another field).
+    #[error("update refers to an invalid operation: {0}")]
+    InvalidReference(&'static str),
+    /// An operation reuses an id already used by a different operation.
+    #[error("update conflicts with operations already applied: {0}")]
+    Conflict(&'static str),
+    /// Applying would leave more operations waiting for missing dependencies than the limit.
+    #[error(
+        "too many operations waiting for missing dependencies ({pending} > limit {limit}); sync the missing history first"
+    )]
+    PendingOverflow {
+        /// How many would wait.
+        pending: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The document would exceed what this implementation supports.
+    #[error("the document would be too large (at most 2^32 operations and characters)")]
+    TooLarge,
+}
+
+/// An internal invariant does not hold: a bug in Chorus. Returned by [`Doc::check`].
+///
+/// [`Doc::check`]: crate::Doc::check
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invariant violated: {0}")]
+pub struct CheckError(pub String);
