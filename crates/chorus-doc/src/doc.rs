@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::encoding::{self, WireOp, WireRun};
+use crate::ids::ReplicaIndex;
 use crate::oplog::{Entry, Op, OpLog};
 use crate::tree::{Cur, Lv, NONE, Run, Tree, Unit};
 use crate::{CheckError, DecodeError, EditError, OpId, ReplicaId, VersionVector};
@@ -591,26 +592,42 @@ impl Doc {
                 byte_len,
             } => {
                 let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
-                let (start, end) = if text.len() == e.len as usize {
-                    (k as usize, (hi - e.lv) as usize)
-                } else {
-                    let mut it = text.char_indices().map(|(b, _)| b).chain([text.len()]);
-                    let s = it.nth(k as usize).unwrap_or(text.len());
-                    let en = it.nth((hi - lo - 1) as usize).unwrap_or(text.len());
-                    (s, en)
-                };
-                out.push(WireRun {
-                    replica,
-                    seq,
-                    lamport,
-                    len: hi - lo,
-                    field,
-                    op: WireOp::Insert {
-                        left: self.op_id(if k == 0 { origin_left } else { lo - 1 }),
-                        right: self.op_id(origin_right),
-                        content: text[start..end].to_owned(),
-                    },
-                });
+                let ascii = text.len() == e.len as usize;
+                let tree = &self.fields[e.field as usize].tree;
+                let mut lv = lo;
+                // One wire run per stretch of chars that are all visible or all
+                // deleted: deleted text is not sent.
+                while lv < hi {
+                    let cur = tree.locate(lv, self.index[lv as usize]);
+                    let r = tree.run(cur.leaf, cur.idx);
+                    let end = (r.lv + r.len).min(hi);
+                    let content = if r.deleted {
+                        String::new()
+                    } else if ascii {
+                        text[(lv - e.lv) as usize..(end - e.lv) as usize].to_owned()
+                    } else {
+                        r.text(&self.content)
+                            .chars()
+                            .skip(cur.off as usize)
+                            .take((end - lv) as usize)
+                            .collect()
+                    };
+                    let k = lv - e.lv;
+                    out.push(WireRun {
+                        replica,
+                        seq: e.seq + u64::from(k),
+                        lamport: e.lamport + u64::from(k),
+                        len: end - lv,
+                        field: field.clone(),
+                        op: WireOp::Insert {
+                            left: self.op_id(if k == 0 { origin_left } else { lv - 1 }),
+                            right: self.op_id(origin_right),
+                            content,
+                            deleted: r.deleted,
+                        },
+                    });
+                    lv = end;
+                }
             }
             Op::Delete { target, backward } => {
                 // The targets may belong to several replicas: one wire run per stretch
@@ -651,55 +668,80 @@ impl Doc {
 
     // ------------------------------------------------------------ applying updates
 
-    /// Whether `id` is an insert of `field`: Some(true) yes, Some(false) it is
-    /// something else, None not known (yet).
-    fn known_insert(&self, plan: &Plan, id: OpId, field: &str) -> Option<bool> {
-        if let Some(&a) = self.log.agent_index.get(&id.replica) {
-            if let Some(lv) = self.log.lv_of(a, id.seq) {
-                let e = &self.log.entries[self.log.entry_index(lv)];
-                return Some(
-                    matches!(e.op, Op::Insert { .. })
-                        && *self.fields[e.field as usize].name == *field,
-                );
+    /// The code of field `name` during planning: its index if it exists here, else a
+    /// new index past the existing fields.
+    fn field_code(&self, plan: &mut Plan, name: &Arc<str>) -> u32 {
+        if self.fields.len() <= 8 {
+            if let Some(f) = self.fields.iter().position(|f| f.name == *name) {
+                return f as u32;
+            }
+        } else if let Some(&f) = self.field_index.get(name) {
+            return f;
+        }
+        let base = self.fields.len() as u32;
+        match plan.new_fields.iter().position(|f| f == name) {
+            Some(i) => base + i as u32,
+            None => {
+                plan.new_fields.push(name.clone());
+                base + plan.new_fields.len() as u32 - 1
             }
         }
-        plan.lookup(id)
-            .map(|r| matches!(r.op, WireOp::Insert { .. }) && *r.field == *field)
+    }
+
+    /// How many ops from `id` on (at most `max`) are known inserts of field `code` in
+    /// one stretch: `Some(0)` if `id` is known but is not one, `None` if unknown.
+    fn known_inserts(&self, plan: &Plan, id: OpId, code: u32, max: u64) -> Option<u64> {
+        if let Some(&a) = self.log.agent_index.get(&id.replica) {
+            let spans = &self.log.agents[a as usize].spans;
+            let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
+            if let Some(s) = spans.get(i).filter(|s| s.seq <= id.seq) {
+                let lv = s.lv + (id.seq - s.seq) as u32;
+                let e = &self.log.entries[self.log.entry_index(lv)];
+                if !matches!(e.op, Op::Insert { .. }) || e.field != code {
+                    return Some(0);
+                }
+                // Within the entry and the replica's span, ids stay consecutive.
+                let span_left = s.seq + u64::from(s.len) - id.seq;
+                return Some(u64::from(e.end() - lv).min(span_left).min(max));
+            }
+        }
+        let (vlv, span_left) = plan.lookup(id)?;
+        let mut n = 0;
+        while n < span_left.min(max) && plan.kinds[(vlv + n) as usize] == code {
+            n += 1;
+        }
+        Some(n)
     }
 
     fn next_seq_of(&self, plan: &Plan, replica: ReplicaId) -> u64 {
-        plan.next
-            .get(&replica)
-            .copied()
+        plan.next_seq(replica)
             .unwrap_or_else(|| self.log.version.get(&replica))
     }
 
     /// Decides which runs can be applied now, in a causal order, without changing
-    /// anything. `Err` if a run of the update itself is invalid.
-    fn plan(&self, runs: Vec<WireRun>) -> Result<(Plan, ApplyReport), DecodeError> {
+    /// anything. `runs` holds the earlier-pending runs (the first `old` of them) and
+    /// then the update's. `Err` if a run of the update itself is invalid.
+    fn plan(&self, runs: &mut [WireRun], old: usize) -> Result<(Plan, ApplyReport), DecodeError> {
         let mut plan = Plan::default();
         let mut report = ApplyReport::default();
-        // Earlier-pending runs first (they are older), then the update's.
-        let mut waiting: Vec<(WireRun, bool)> = self
-            .pending
-            .iter()
-            .cloned()
-            .map(|r| (r, false))
-            .chain(runs.into_iter().map(|r| (r, true)))
-            .collect();
+        let mut waiting: Vec<usize> = (0..runs.len()).collect();
+        plan.state = vec![RunState::Waiting; runs.len()];
         loop {
             let mut progress = false;
             let mut still = Vec::new();
-            for (mut run, fresh) in waiting {
+            for i in waiting {
+                let fresh = i >= old;
+                let run = &mut runs[i];
                 let next = self.next_seq_of(&plan, run.replica);
                 if run.end_seq() <= next {
                     if fresh {
                         report.duplicate += u64::from(run.len);
                     }
+                    plan.state[i] = RunState::Done;
                     continue;
                 }
                 if run.seq > next {
-                    still.push((run, fresh));
+                    still.push(i);
                     continue;
                 }
                 let dup = (next - run.seq) as u32;
@@ -707,16 +749,18 @@ impl Doc {
                     report.duplicate += u64::from(dup);
                 }
                 run.trim_front(dup);
-                match self.ready(&plan, &run) {
+                let code = self.field_code(&mut plan, &run.field);
+                match self.ready(&plan, run, code) {
                     Readiness::Ready => {
-                        plan.add(run);
+                        plan.add(i, run, code);
                         progress = true;
                     }
-                    Readiness::Waiting => still.push((run, fresh)),
+                    Readiness::Waiting => still.push(i),
                     Readiness::Invalid(why) => {
                         if fresh {
                             return Err(DecodeError::InvalidReference(why));
                         }
+                        plan.state[i] = RunState::Done;
                         report.rejected += u64::from(run.len);
                     }
                 }
@@ -727,36 +771,35 @@ impl Doc {
             }
         }
         // Keep one copy of each waiting op.
-        waiting.sort_by(|a, b| (a.0.replica, a.0.seq).cmp(&(b.0.replica, b.0.seq)));
-        let mut kept: Vec<WireRun> = Vec::with_capacity(waiting.len());
-        for (run, _) in waiting {
-            if let Some(last) = kept.last() {
-                if last.replica == run.replica && run.seq < last.end_seq() {
-                    if run.end_seq() <= last.end_seq() {
+        waiting.sort_by_key(|&i| (runs[i].replica, runs[i].seq));
+        let mut last: Option<(ReplicaId, u64)> = None;
+        for i in waiting {
+            let run = &mut runs[i];
+            if let Some((r, end)) = last {
+                if r == run.replica && run.seq < end {
+                    if run.end_seq() <= end {
+                        plan.state[i] = RunState::Done;
                         continue;
                     }
-                    let mut run = run;
-                    run.trim_front((last.end_seq() - run.seq) as u32);
-                    kept.push(run);
-                    continue;
+                    run.trim_front((end - run.seq) as u32);
                 }
             }
-            kept.push(run);
+            last = Some((run.replica, run.end_seq()));
+            plan.pending_ops += run.len as usize;
         }
-        plan.pending = kept;
         Ok((plan, report))
     }
 
-    fn ready(&self, plan: &Plan, run: &WireRun) -> Readiness {
+    fn ready(&self, plan: &Plan, run: &WireRun, code: u32) -> Readiness {
         match &run.op {
             WireOp::Insert { left, right, .. } => {
                 for o in [left, right].into_iter().flatten() {
-                    match self.known_insert(plan, *o, &run.field) {
+                    match self.known_inserts(plan, *o, code, 1) {
                         None => return Readiness::Waiting,
-                        Some(false) => {
+                        Some(0) => {
                             return Readiness::Invalid("an origin is not a char of the same field");
                         }
-                        Some(true) => {}
+                        Some(_) => {}
                     }
                 }
                 Readiness::Ready
@@ -775,63 +818,42 @@ impl Doc {
                 let mut seq = lo;
                 while seq < hi {
                     let id = OpId::new(target.replica, seq);
-                    let step = self.insert_stretch(plan, id, &run.field, hi - seq);
-                    if step == 0 {
-                        return Readiness::Invalid(
-                            "a delete targets something that is not a char of the same field",
-                        );
+                    match self.known_inserts(plan, id, code, hi - seq) {
+                        Some(0) | None => {
+                            return Readiness::Invalid(
+                                "a delete targets something that is not a char of the same field",
+                            );
+                        }
+                        Some(n) => seq += n,
                     }
-                    seq += step;
                 }
                 Readiness::Ready
             }
         }
     }
 
-    /// How many ops from `id` on (at most `max`) are known inserts of `field` in one
-    /// stretch; 0 if `id` is not.
-    fn insert_stretch(&self, plan: &Plan, id: OpId, field: &str, max: u64) -> u64 {
-        if let Some(&a) = self.log.agent_index.get(&id.replica) {
-            if let Some(lv) = self.log.lv_of(a, id.seq) {
-                let e = &self.log.entries[self.log.entry_index(lv)];
-                if !matches!(e.op, Op::Insert { .. })
-                    || *self.fields[e.field as usize].name != *field
-                {
-                    return 0;
-                }
-                // Within the entry and the agent's span, the ids stay consecutive.
-                let span_left = {
-                    let spans = &self.log.agents[a as usize].spans;
-                    let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
-                    let s = spans[i];
-                    s.seq + u64::from(s.len) - id.seq
-                };
-                return u64::from(e.end() - lv).min(span_left).min(max);
-            }
+    fn apply_runs(&mut self, mut runs: Vec<WireRun>) -> Result<ApplyReport, DecodeError> {
+        let old = self.pending.len();
+        if old > 0 {
+            // Planning trims runs; a refused update must leave the pending ones as
+            // they were.
+            let mut all = self.pending.clone();
+            all.append(&mut runs);
+            runs = all;
         }
-        match plan.lookup(id) {
-            Some(r) if matches!(r.op, WireOp::Insert { .. }) && *r.field == *field => {
-                (r.end_seq() - id.seq).min(max)
-            }
-            _ => 0,
-        }
-    }
-
-    fn apply_runs(&mut self, runs: Vec<WireRun>) -> Result<ApplyReport, DecodeError> {
-        let (plan, mut report) = self.plan(runs)?;
-        let pending_ops: usize = plan.pending.iter().map(|r| r.len as usize).sum();
-        if pending_ops > self.pending_limit {
+        let (plan, mut report) = self.plan(&mut runs, old)?;
+        if plan.pending_ops > self.pending_limit {
             return Err(DecodeError::PendingOverflow {
-                pending: pending_ops,
+                pending: plan.pending_ops,
                 limit: self.pending_limit,
             });
         }
-        let new_ops: usize = plan.order.iter().map(|r| r.len as usize).sum();
+        let new_ops: usize = plan.order.iter().map(|&i| runs[i].len as usize).sum();
         let new_bytes: usize = plan
             .order
             .iter()
-            .map(|r| match &r.op {
-                WireOp::Insert { content, .. } => content.len(),
+            .map(|&i| match &runs[i].op {
+                WireOp::Insert { content, .. } => content.len().max(runs[i].len as usize),
                 WireOp::Delete { .. } => 0,
             })
             .sum();
@@ -839,13 +861,21 @@ impl Doc {
             return Err(DecodeError::TooLarge);
         }
         // From here on nothing fails.
-        for run in plan.order {
-            self.apply_run(run);
+        self.content.reserve(new_bytes);
+        self.index.reserve(new_ops);
+        self.log.entries.reserve(plan.order.len());
+        for &i in &plan.order {
+            self.apply_run(&runs[i]);
         }
+        let mut state = plan.state;
+        self.pending = runs
+            .into_iter()
+            .zip(state.drain(..))
+            .filter_map(|(r, s)| (s == RunState::Waiting).then_some(r))
+            .collect();
         report.applied = new_ops as u64;
-        report.pending = pending_ops as u64;
-        self.pending = plan.pending;
-        self.pending_ops = pending_ops;
+        report.pending = plan.pending_ops as u64;
+        self.pending_ops = plan.pending_ops;
         Ok(report)
     }
 
@@ -856,19 +886,27 @@ impl Doc {
             .expect("planned dependency is applied")
     }
 
-    fn apply_run(&mut self, run: WireRun) {
+    fn apply_run(&mut self, run: &WireRun) {
         let field = self.field_id(&run.field);
         let agent = self.log.intern(run.replica);
         match run.op {
             WireOp::Insert {
                 left,
                 right,
-                content,
+                ref content,
+                deleted,
             } => {
                 let origin_left = left.map_or(NONE, |id| self.lv_of_id(id));
                 let origin_right = right.map_or(NONE, |id| self.lv_of_id(id));
                 let lv = self.log.next_lv();
                 let byte_start = self.content.len() as u32;
+                let content = if deleted {
+                    // The text of chars deleted before they reached us is unknown;
+                    // keep a placeholder of the right length, never shown.
+                    std::borrow::Cow::Owned("\0".repeat(run.len as usize))
+                } else {
+                    std::borrow::Cow::Borrowed(content.as_str())
+                };
                 self.content.push_str(&content);
                 self.index.resize((lv + run.len) as usize, NONE);
                 let utf16 = content.chars().map(|c| c.len_utf16() as u32).sum();
@@ -896,6 +934,9 @@ impl Doc {
                     run.len,
                 );
                 self.integrate_insert(field, r, run.replica);
+                if deleted {
+                    self.delete_range(field, lv, lv + run.len - 1);
+                }
             }
             WireOp::Delete { target, backward } => {
                 let lo = if backward {
@@ -983,38 +1024,77 @@ impl Doc {
     }
 }
 
+#[derive(Debug)]
 enum Readiness {
     Ready,
     Waiting,
     Invalid(&'static str),
 }
 
-/// The runs an update will apply, in order, and what will wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunState {
+    Waiting,
+    Planned,
+    Done,
+}
+
+/// Marks a planned op that is a delete (in [`Plan::kinds`]).
+const KIND_DELETE: u32 = u32::MAX;
+
+/// What an update will apply, in order, and what will wait. Planned ops get virtual
+/// LVs (their position in the plan), so references to them resolve without search.
 #[derive(Default)]
 struct Plan {
-    order: Vec<WireRun>,
-    /// Next seq per replica once `order` is applied (only replicas in `order`).
-    next: HashMap<ReplicaId, u64>,
-    /// Indexes into `order` per replica, by seq.
-    by_replica: HashMap<ReplicaId, Vec<usize>>,
-    pending: Vec<WireRun>,
+    /// Indexes of the runs to apply, in a causal order.
+    order: Vec<usize>,
+    state: Vec<RunState>,
+    /// The replicas with planned ops.
+    replica_index: ReplicaIndex,
+    /// Per replica (by `replica_index`): spans of (seq, virtual LV, len).
+    replicas: Vec<Vec<(u64, u64, u32)>>,
+    /// The field code of every planned op (or [`KIND_DELETE`]), by virtual LV.
+    kinds: Vec<u32>,
+    /// Fields that planned ops will create, in code order after the existing ones.
+    new_fields: Vec<Arc<str>>,
+    pending_ops: usize,
 }
 
 impl Plan {
-    fn add(&mut self, run: WireRun) {
-        self.next.insert(run.replica, run.end_seq());
-        self.by_replica
-            .entry(run.replica)
-            .or_default()
-            .push(self.order.len());
-        self.order.push(run);
+    fn next_seq(&self, r: ReplicaId) -> Option<u64> {
+        let spans = &self.replicas[self.replica_index.get(&r)?];
+        spans.last().map(|&(seq, _, len)| seq + u64::from(len))
     }
 
-    fn lookup(&self, id: OpId) -> Option<&WireRun> {
-        let ix = self.by_replica.get(&id.replica)?;
-        let i = ix.partition_point(|&i| self.order[i].end_seq() <= id.seq);
-        let r = &self.order[*ix.get(i)?];
-        (r.seq <= id.seq).then_some(r)
+    fn add(&mut self, i: usize, run: &WireRun, code: u32) {
+        let vlv = self.kinds.len() as u64;
+        let kind = match run.op {
+            WireOp::Insert { .. } => code,
+            WireOp::Delete { .. } => KIND_DELETE,
+        };
+        self.kinds.resize(self.kinds.len() + run.len as usize, kind);
+        let (slot, new) = self.replica_index.insert(run.replica);
+        if new {
+            self.replicas.push(Vec::new());
+        }
+        let spans = &mut self.replicas[slot];
+        match spans.last_mut() {
+            Some((seq, v, len))
+                if *seq + u64::from(*len) == run.seq && *v + u64::from(*len) == vlv =>
+            {
+                *len += run.len;
+            }
+            _ => spans.push((run.seq, vlv, run.len)),
+        }
+        self.state[i] = RunState::Planned;
+        self.order.push(i);
+    }
+
+    /// The virtual LV of planned op `id` and how many ops of its span follow from it.
+    fn lookup(&self, id: OpId) -> Option<(u64, u64)> {
+        let spans = &self.replicas[self.replica_index.get(&id.replica)?];
+        let i = spans.partition_point(|&(seq, _, len)| seq + u64::from(len) <= id.seq);
+        let &(seq, vlv, len) = spans.get(i)?;
+        (seq <= id.seq).then(|| (vlv + (id.seq - seq), seq + u64::from(len) - id.seq))
     }
 }
 

@@ -16,9 +16,9 @@
 //! [`MAX_EXPANSION`] times its stored size, so decoding allocates at most a small
 //! multiple of the input's size.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::ids::ReplicaIndex;
 use crate::{DecodeError, OpId, ReplicaId};
 
 const MAGIC: &[u8; 4] = b"CHRS";
@@ -27,11 +27,13 @@ pub(crate) const FORMAT_VERSION: u8 = 1;
 /// A compressed block may not claim to expand more than this many times.
 pub(crate) const MAX_EXPANSION: usize = 64;
 /// Blocks smaller than this are stored as they are.
-const COMPRESS_MIN: usize = 64;
+const COMPRESS_MIN: usize = 256;
 
 const KIND_INSERT: u8 = 0;
 const KIND_DELETE: u8 = 1;
 const KIND_DELETE_BACK: u8 = 2;
+/// An insert whose chars are all deleted: their text is not carried.
+const KIND_INSERT_DELETED: u8 = 3;
 const F_AGENT: u8 = 1 << 2;
 const F_FIELD: u8 = 1 << 3;
 const LEFT_SHIFT: u8 = 4;
@@ -40,6 +42,19 @@ const O_NONE: u8 = 0;
 const O_PREV: u8 = 1; // left: this replica's previous op; right: same as last insert's
 const O_EXPLICIT: u8 = 2;
 const O_SAME_AGENT: u8 = 3;
+
+// The columns of the meta block: one value stream per kind of field, so that
+// similar values sit together (and compress together).
+const N_COLS: usize = 9;
+const C_FLAGS: usize = 0;
+const C_AGENT: usize = 1;
+const C_SEQ: usize = 2;
+const C_LAMPORT: usize = 3;
+const C_LEN: usize = 4;
+const C_FIELD: usize = 5;
+const C_LEFT: usize = 6;
+const C_RIGHT: usize = 7;
+const C_TARGET: usize = 8;
 
 /// One stretch of operations as carried in an update.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,10 +69,13 @@ pub(crate) struct WireRun {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum WireOp {
+    /// When `deleted`, the chars are known to be deleted (by delete ops in the same
+    /// update) and `content` is empty: deleted text is not sent.
     Insert {
         left: Option<OpId>,
         right: Option<OpId>,
         content: String,
+        deleted: bool,
     },
     Delete {
         target: OpId,
@@ -77,8 +95,16 @@ impl WireRun {
             return;
         }
         match &mut self.op {
-            WireOp::Insert { left, content, .. } => {
+            WireOp::Insert {
+                left,
+                content,
+                deleted,
+                ..
+            } => {
                 *left = Some(OpId::new(self.replica, self.seq + u64::from(k) - 1));
+                if *deleted {
+                    return self.advance(k);
+                }
                 let cut = content
                     .char_indices()
                     .nth(k as usize)
@@ -93,6 +119,10 @@ impl WireRun {
                 }
             }
         }
+        self.advance(k);
+    }
+
+    fn advance(&mut self, k: u32) {
         self.seq += u64::from(k);
         self.lamport += u64::from(k);
         self.len -= k;
@@ -119,7 +149,7 @@ fn unzigzag(v: u64) -> i64 {
 
 fn put_block(out: &mut Vec<u8>, raw: &[u8]) {
     if raw.len() >= COMPRESS_MIN {
-        let packed = miniz_oxide::deflate::compress_to_vec(raw, 8);
+        let packed = miniz_oxide::deflate::compress_to_vec(raw, 6);
         if packed.len() < raw.len() && raw.len() <= packed.len() * MAX_EXPANSION {
             out.push(1);
             put_varint(out, raw.len() as u64);
@@ -135,33 +165,32 @@ fn put_block(out: &mut Vec<u8>, raw: &[u8]) {
 
 /// Encodes `runs` (in causal order) as one update.
 pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
-    let mut agents: Vec<ReplicaId> = Vec::new();
-    let mut agent_ix: HashMap<ReplicaId, u64> = HashMap::new();
+    let mut agents = ReplicaIndex::default();
     let mut fields: Vec<Arc<str>> = Vec::new();
-    let mut field_ix: HashMap<Arc<str>, u64> = HashMap::new();
-    let mut intern = |r: ReplicaId, agents: &mut Vec<ReplicaId>| -> u64 {
-        *agent_ix.entry(r).or_insert_with(|| {
-            agents.push(r);
-            agents.len() as u64 - 1
-        })
-    };
+    let intern = |r: ReplicaId, agents: &mut ReplicaIndex| -> u64 { agents.insert(r).0 as u64 };
 
-    let mut meta = Vec::with_capacity(runs.len() * 6 + 8);
+    let mut cols: [Vec<u8>; N_COLS] = Default::default();
     let mut content = String::new();
-    put_varint(&mut meta, runs.len() as u64);
-    let mut expected_seq: HashMap<u64, u64> = HashMap::new();
+    let mut expected_seq: Vec<u64> = Vec::new();
     let mut prev_agent = u64::MAX;
     let mut prev_field = u64::MAX;
     let mut prev_lamport_end = 0u64;
     let mut prev_right: Option<OpId> = None;
     for run in runs {
         let agent = intern(run.replica, &mut agents);
-        let field = *field_ix.entry(run.field.clone()).or_insert_with(|| {
-            fields.push(run.field.clone());
-            fields.len() as u64 - 1
-        });
+        let field = match fields
+            .iter()
+            .position(|f| Arc::ptr_eq(f, &run.field) || *f == run.field)
+        {
+            Some(f) => f as u64,
+            None => {
+                fields.push(run.field.clone());
+                fields.len() as u64 - 1
+            }
+        };
         let mut flags = match run.op {
-            WireOp::Insert { .. } => KIND_INSERT,
+            WireOp::Insert { deleted: false, .. } => KIND_INSERT,
+            WireOp::Insert { deleted: true, .. } => KIND_INSERT_DELETED,
             WireOp::Delete {
                 backward: false, ..
             } => KIND_DELETE,
@@ -173,23 +202,23 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
         if field != prev_field {
             flags |= F_FIELD;
         }
-        let mut tail = Vec::new();
         match &run.op {
             WireOp::Insert {
                 left,
                 right,
                 content: text,
+                ..
             } => {
                 let lmode = match left {
                     None => O_NONE,
                     Some(l) if l.replica == run.replica && l.seq + 1 == run.seq => O_PREV,
                     Some(l) if l.replica == run.replica => {
-                        put_varint(&mut tail, zigzag(run.seq as i64 - l.seq as i64));
+                        put_varint(&mut cols[C_LEFT], zigzag(run.seq as i64 - l.seq as i64));
                         O_SAME_AGENT
                     }
                     Some(l) => {
-                        put_varint(&mut tail, intern(l.replica, &mut agents));
-                        put_varint(&mut tail, l.seq);
+                        put_varint(&mut cols[C_LEFT], intern(l.replica, &mut agents));
+                        put_varint(&mut cols[C_LEFT], l.seq);
                         O_EXPLICIT
                     }
                 };
@@ -197,12 +226,12 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                     None => O_NONE,
                     Some(r) if Some(*r) == prev_right => O_PREV,
                     Some(r) if r.replica == run.replica => {
-                        put_varint(&mut tail, zigzag(run.seq as i64 - r.seq as i64));
+                        put_varint(&mut cols[C_RIGHT], zigzag(run.seq as i64 - r.seq as i64));
                         O_SAME_AGENT
                     }
                     Some(r) => {
-                        put_varint(&mut tail, intern(r.replica, &mut agents));
-                        put_varint(&mut tail, r.seq);
+                        put_varint(&mut cols[C_RIGHT], intern(r.replica, &mut agents));
+                        put_varint(&mut cols[C_RIGHT], r.seq);
                         O_EXPLICIT
                     }
                 };
@@ -212,40 +241,51 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
             }
             WireOp::Delete { target, .. } => {
                 let t = intern(target.replica, &mut agents);
-                put_varint(&mut tail, t);
+                put_varint(&mut cols[C_TARGET], t);
                 if target.replica == run.replica {
-                    put_varint(&mut tail, zigzag(run.seq as i64 - target.seq as i64));
+                    put_varint(
+                        &mut cols[C_TARGET],
+                        zigzag(run.seq as i64 - target.seq as i64),
+                    );
                 } else {
-                    put_varint(&mut tail, target.seq);
+                    put_varint(&mut cols[C_TARGET], target.seq);
                 }
             }
         }
-        meta.push(flags);
+        cols[C_FLAGS].push(flags);
         if flags & F_AGENT != 0 {
-            put_varint(&mut meta, agent);
+            put_varint(&mut cols[C_AGENT], agent);
         }
-        let exp = expected_seq.entry(agent).or_insert(0);
-        put_varint(&mut meta, zigzag(run.seq.wrapping_sub(*exp) as i64));
+        if expected_seq.len() <= agent as usize {
+            expected_seq.resize(agent as usize + 1, 0);
+        }
+        let exp = &mut expected_seq[agent as usize];
+        put_varint(&mut cols[C_SEQ], zigzag(run.seq.wrapping_sub(*exp) as i64));
         *exp = run.end_seq();
         put_varint(
-            &mut meta,
+            &mut cols[C_LAMPORT],
             zigzag(run.lamport.wrapping_sub(prev_lamport_end) as i64),
         );
         prev_lamport_end = run.lamport + u64::from(run.len);
-        put_varint(&mut meta, u64::from(run.len));
+        put_varint(&mut cols[C_LEN], u64::from(run.len));
         if flags & F_FIELD != 0 {
-            put_varint(&mut meta, field);
+            put_varint(&mut cols[C_FIELD], field);
         }
-        meta.extend_from_slice(&tail);
         prev_agent = agent;
         prev_field = field;
     }
 
+    let mut meta = Vec::with_capacity(cols.iter().map(Vec::len).sum::<usize>() + 32);
+    put_varint(&mut meta, runs.len() as u64);
+    for c in &cols {
+        put_varint(&mut meta, c.len() as u64);
+        meta.extend_from_slice(c);
+    }
     let mut out = Vec::with_capacity(meta.len() / 2 + content.len() / 2 + 64);
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
-    put_varint(&mut out, agents.len() as u64);
-    for a in &agents {
+    put_varint(&mut out, agents.ids().len() as u64);
+    for a in agents.ids() {
         out.extend_from_slice(a.as_bytes());
     }
     put_varint(&mut out, fields.len() as u64);
@@ -400,6 +440,17 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
     let mut m = Reader::new(&meta);
     // Each run takes at least 4 bytes of meta.
     let n_runs = m.count(4)?;
+    let mut cols: Vec<Reader<'_>> = Vec::with_capacity(N_COLS);
+    for _ in 0..N_COLS {
+        let len = m.count(1)?;
+        cols.push(Reader::new(m.bytes(len)?));
+    }
+    if m.remaining() != 0 {
+        return Err(DecodeError::Malformed("bytes left after the last column"));
+    }
+    if n_runs > cols[C_FLAGS].remaining() {
+        return Err(DecodeError::Truncated);
+    }
     let mut runs = Vec::with_capacity(n_runs);
     let mut expected_seq: Vec<u64> = vec![0; agents.len()];
     let mut agent = usize::MAX;
@@ -412,15 +463,15 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
         Ok(OpId::new(agents[a], seq))
     };
     for _ in 0..n_runs {
-        let flags = m.u8()?;
+        let flags = cols[C_FLAGS].u8()?;
         if flags & F_AGENT != 0 {
-            agent = m.index(agents.len(), "replica index out of range")?;
+            agent = cols[C_AGENT].index(agents.len(), "replica index out of range")?;
         } else if agent == usize::MAX {
             return Err(DecodeError::Malformed("first run names no replica"));
         }
-        let seq = checked_seq(expected_seq[agent], m.varint()?)?;
-        let lamport = checked_seq(prev_lamport_end, m.varint()?)?;
-        let len = m.varint()?;
+        let seq = checked_seq(expected_seq[agent], cols[C_SEQ].varint()?)?;
+        let lamport = checked_seq(prev_lamport_end, cols[C_LAMPORT].varint()?)?;
+        let len = cols[C_LEN].varint()?;
         if len == 0 || len > u64::from(u32::MAX) {
             return Err(DecodeError::Malformed("run length out of range"));
         }
@@ -433,13 +484,13 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
             .ok_or(DecodeError::Malformed("lamport timestamp out of range"))?;
         expected_seq[agent] = end_seq;
         if flags & F_FIELD != 0 {
-            field = m.index(fields.len(), "field index out of range")?;
+            field = cols[C_FIELD].index(fields.len(), "field index out of range")?;
         } else if field == usize::MAX {
             return Err(DecodeError::Malformed("first run names no field"));
         }
         let replica = agents[agent];
         let op = match flags & 3 {
-            KIND_INSERT => {
+            kind @ (KIND_INSERT | KIND_INSERT_DELETED) => {
                 let left = match (flags >> LEFT_SHIFT) & 3 {
                     O_NONE => None,
                     O_PREV => Some(OpId::new(
@@ -447,10 +498,10 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
                         seq.checked_sub(1)
                             .ok_or(DecodeError::Malformed("left origin before the first op"))?,
                     )),
-                    O_EXPLICIT => Some(id(&agents, &mut m)?),
+                    O_EXPLICIT => Some(id(&agents, &mut cols[C_LEFT])?),
                     _ => Some(OpId::new(
                         replica,
-                        checked_seq(seq, m.varint()?.wrapping_neg_zz())?,
+                        checked_seq(seq, cols[C_LEFT].varint()?.wrapping_neg_zz())?,
                     )),
                 };
                 let right = match (flags >> RIGHT_SHIFT) & 3 {
@@ -458,43 +509,49 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
                     O_PREV => {
                         Some(prev_right.ok_or(DecodeError::Malformed("no previous right origin"))?)
                     }
-                    O_EXPLICIT => Some(id(&agents, &mut m)?),
+                    O_EXPLICIT => Some(id(&agents, &mut cols[C_RIGHT])?),
                     _ => Some(OpId::new(
                         replica,
-                        checked_seq(seq, m.varint()?.wrapping_neg_zz())?,
+                        checked_seq(seq, cols[C_RIGHT].varint()?.wrapping_neg_zz())?,
                     )),
                 };
                 prev_right = right;
-                let rest = &content[content_pos..];
-                let n = if ascii {
-                    if rest.len() < len as usize {
-                        return Err(DecodeError::Truncated);
-                    }
-                    len as usize
+                let deleted = kind == KIND_INSERT_DELETED;
+                let text = if deleted {
+                    String::new()
                 } else {
-                    let mut it = rest.char_indices();
-                    match it.nth(len as usize - 1) {
-                        Some((b, c)) => b + c.len_utf8(),
-                        None => return Err(DecodeError::Truncated),
-                    }
+                    let rest = &content[content_pos..];
+                    let n = if ascii {
+                        if rest.len() < len as usize {
+                            return Err(DecodeError::Truncated);
+                        }
+                        len as usize
+                    } else {
+                        let mut it = rest.char_indices();
+                        match it.nth(len as usize - 1) {
+                            Some((b, c)) => b + c.len_utf8(),
+                            None => return Err(DecodeError::Truncated),
+                        }
+                    };
+                    content_pos += n;
+                    rest[..n].to_owned()
                 };
-                let text = rest[..n].to_owned();
-                content_pos += n;
                 WireOp::Insert {
                     left,
                     right,
                     content: text,
+                    deleted,
                 }
             }
-            k @ (KIND_DELETE | KIND_DELETE_BACK) => {
+            k => {
                 if flags >> LEFT_SHIFT != 0 {
                     return Err(DecodeError::Malformed("delete run with origin flags"));
                 }
-                let t = m.index(agents.len(), "replica index out of range")?;
+                let t = cols[C_TARGET].index(agents.len(), "replica index out of range")?;
                 let tseq = if agents[t] == replica {
-                    checked_seq(seq, m.varint()?.wrapping_neg_zz())?
+                    checked_seq(seq, cols[C_TARGET].varint()?.wrapping_neg_zz())?
                 } else {
-                    m.varint()?
+                    cols[C_TARGET].varint()?
                 };
                 let backward = k == KIND_DELETE_BACK;
                 let ok = if backward {
@@ -510,7 +567,6 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
                     backward,
                 }
             }
-            _ => return Err(DecodeError::Malformed("unknown run kind")),
         };
         runs.push(WireRun {
             replica,
@@ -521,7 +577,7 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
             op,
         });
     }
-    if m.remaining() != 0 {
+    if cols.iter().any(|c| c.remaining() != 0) {
         return Err(DecodeError::Malformed("bytes left after the last run"));
     }
     if content_pos != content.len() {
@@ -584,6 +640,7 @@ mod tests {
                     left: None,
                     right: None,
                     content: "h😀é".into(),
+                    deleted: false,
                 },
             },
             WireRun {
@@ -595,7 +652,8 @@ mod tests {
                 op: WireOp::Insert {
                     left: Some(OpId::new(a, 0)),
                     right: Some(OpId::new(a, 1)),
-                    content: "xy".into(),
+                    content: String::new(),
+                    deleted: true,
                 },
             },
             WireRun {

@@ -91,3 +91,46 @@ impl fmt::Display for OpId {
         fmt::Debug::fmt(self, f)
     }
 }
+
+/// A map from replica ids to dense indexes, for the few replicas an update or a
+/// plan names: a scan while small, a hash map once large (so that many replicas
+/// cannot make lookups quadratic).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReplicaIndex {
+    ids: Vec<ReplicaId>,
+    map: std::collections::HashMap<ReplicaId, usize>,
+}
+
+impl ReplicaIndex {
+    const SCAN: usize = 16;
+
+    pub fn get(&self, id: &ReplicaId) -> Option<usize> {
+        if self.ids.len() <= Self::SCAN {
+            self.ids.iter().position(|x| x == id)
+        } else {
+            self.map.get(id).copied()
+        }
+    }
+
+    /// The index of `id`, added at the end if new; and whether it was new.
+    pub fn insert(&mut self, id: ReplicaId) -> (usize, bool) {
+        if let Some(i) = self.get(&id) {
+            return (i, false);
+        }
+        self.ids.push(id);
+        let i = self.ids.len() - 1;
+        if self.ids.len() > Self::SCAN {
+            if self.map.is_empty() {
+                self.map
+                    .extend(self.ids.iter().enumerate().map(|(k, r)| (*r, k)));
+            } else {
+                self.map.insert(id, i);
+            }
+        }
+        (i, true)
+    }
+
+    pub fn ids(&self) -> &[ReplicaId] {
+        &self.ids
+    }
+}

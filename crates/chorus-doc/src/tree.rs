@@ -815,7 +815,6 @@ impl Tree {
         l.runs[at].deleted = deleted;
         let after = l.runs[at].counts();
         // Merge with neighbours where the pieces continue each other again.
-        let mut at = at;
         if at + 1 < l.n as usize && l.runs[at].can_append(&l.runs[at + 1]) {
             let next = l.runs[at + 1];
             l.runs[at].append(&next);
@@ -829,9 +828,7 @@ impl Tree {
             let n = l.n as usize;
             l.runs.copy_within(at + 1..n, at);
             l.n -= 1;
-            at -= 1;
         }
-        let _ = at;
         self.propagate(leaf_id, after, before);
         take
     }
