@@ -1,0 +1,4 @@
+//! Integration tests of chorus-doc's public API (one binary, modules per topic).
+
+mod golden;
+mod text;
