@@ -35,6 +35,8 @@ pub struct Doc {
     pending: Vec<WireRun>,
     pending_ops: usize,
     pending_limit: usize,
+    /// The field the last `field_id` call named.
+    last_field: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +116,7 @@ impl Doc {
     pub fn new(replica: ReplicaId) -> Self {
         let mut log = OpLog::default();
         let me = log.intern(replica);
+        debug_assert_eq!(me, crate::oplog::LOCAL);
         Doc {
             replica,
             me,
@@ -125,6 +128,7 @@ impl Doc {
             pending: Vec::new(),
             pending_ops: 0,
             pending_limit: DEFAULT_PENDING_LIMIT,
+            last_field: 0,
         }
     }
 
@@ -279,6 +283,18 @@ impl Doc {
     // ------------------------------------------------------------ internals
 
     fn field_id(&mut self, name: &str) -> u32 {
+        // Transactions mostly edit the field the previous one edited.
+        if let Some(f) = self.fields.get(self.last_field as usize) {
+            if *f.name == *name {
+                return self.last_field;
+            }
+        }
+        let f = self.field_id_slow(name);
+        self.last_field = f;
+        f
+    }
+
+    fn field_id_slow(&mut self, name: &str) -> u32 {
         // Documents have few fields: a scan beats hashing the name.
         if self.fields.len() <= 8 {
             if let Some(f) = self.fields.iter().position(|f| *f.name == *name) {
@@ -600,15 +616,23 @@ impl Doc {
                 while lv < hi {
                     let cur = tree.locate(lv, self.index[lv as usize]);
                     let r = tree.run(cur.leaf, cur.idx);
-                    let end = (r.lv + r.len).min(hi);
+                    let mut end = (r.lv + r.len).min(hi);
+                    // Runs split only by the tree's leaf boundaries continue here.
+                    while end < hi {
+                        let c = tree.locate(end, self.index[end as usize]);
+                        let next = tree.run(c.leaf, c.idx);
+                        if next.deleted != r.deleted || c.off != 0 {
+                            break;
+                        }
+                        end = (next.lv + next.len).min(hi);
+                    }
                     let content = if r.deleted {
                         String::new()
                     } else if ascii {
                         text[(lv - e.lv) as usize..(end - e.lv) as usize].to_owned()
                     } else {
-                        r.text(&self.content)
-                            .chars()
-                            .skip(cur.off as usize)
+                        text.chars()
+                            .skip((lv - e.lv) as usize)
                             .take((end - lv) as usize)
                             .collect()
                     };
@@ -867,6 +891,7 @@ impl Doc {
         for &i in &plan.order {
             self.apply_run(&runs[i]);
         }
+        self.log.refresh_version(self.me);
         let mut state = plan.state;
         self.pending = runs
             .into_iter()
@@ -1108,14 +1133,11 @@ impl<'d> Transaction<'d> {
         }
     }
 
-    /// Reads the document as edited so far.
-    pub fn doc(&self) -> &Doc {
-        self.doc
-    }
-
     /// Commits; `None` if the transaction made no operations.
     pub fn commit(self) -> Option<Change> {
-        let this = std::mem::ManuallyDrop::new(self);
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let me = this.doc.me;
+        this.doc.log.refresh_version(me);
         let doc: &Doc = &*this.doc;
         let end = doc.log.agents[doc.me as usize].next_seq();
         (end > this.start_seq).then(|| Change {

@@ -7,8 +7,28 @@ use std::fmt;
 /// Two replicas must never share an id while both are writing: every operation a
 /// replica makes is named `(replica, seq)`, and a reused id would make two different
 /// operations look like one.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaId([u8; 16]);
+
+// Ordering and hashing go through the id as one number: the same order as the bytes,
+// without a byte-wise comparison.
+impl Ord for ReplicaId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_u128().cmp(&other.as_u128())
+    }
+}
+
+impl PartialOrd for ReplicaId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for ReplicaId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(self.as_u128());
+    }
+}
 
 impl ReplicaId {
     /// A fresh random id (uuid v4). Call it once per replica and keep it for as long

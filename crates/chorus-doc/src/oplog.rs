@@ -78,6 +78,9 @@ impl Agent {
     }
 }
 
+/// The agent index of the document's own replica (interned first).
+pub(crate) const LOCAL: u32 = 0;
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct OpLog {
     pub agents: Vec<Agent>,
@@ -91,6 +94,12 @@ pub(crate) struct OpLog {
 impl OpLog {
     pub fn next_lv(&self) -> Lv {
         self.entries.last().map_or(0, Entry::end)
+    }
+
+    /// Brings the version vector's entry for `agent` up to date.
+    pub fn refresh_version(&mut self, agent: u32) {
+        let a = &self.agents[agent as usize];
+        self.version.observe(a.id, a.next_seq());
     }
 
     pub fn intern(&mut self, id: ReplicaId) -> u32 {
@@ -115,8 +124,11 @@ impl OpLog {
             Some(s) if s.lv + s.len == lv && s.seq + u64::from(s.len) == seq => s.len += len,
             _ => ag.spans.push(SeqSpan { seq, lv, len }),
         }
-        let id = ag.id;
-        self.version.observe(id, seq + u64::from(len));
+        // The local replica's entry is refreshed once per transaction instead.
+        if agent != LOCAL {
+            let id = ag.id;
+            self.version.observe(id, seq + u64::from(len));
+        }
         self.max_lamport = self.max_lamport.max(lamport + u64::from(len) - 1);
         if let Some(last) = self.entries.last_mut() {
             if last.agent == agent

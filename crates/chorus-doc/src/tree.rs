@@ -23,7 +23,7 @@ pub(crate) type Lv = u32;
 /// "No item": the document start as a left origin, the document end as a right origin.
 pub(crate) const NONE: Lv = u32::MAX;
 
-const LEAF_CAP: usize = 32;
+const LEAF_CAP: usize = 24;
 const NODE_CAP: usize = 16;
 
 /// A run of items; see the module docs.
@@ -302,29 +302,25 @@ impl Tree {
         if pos >= self.total.chars {
             return None;
         }
-        let (leaf, in_leaf, before) = match self.hint {
-            Some(h) if pos >= h.start && pos - h.start < h.chars => {
-                (h.leaf, pos - h.start, h.start)
-            }
+        let h = match self.hint {
+            Some(h) if pos >= h.start && pos - h.start < h.chars => h,
             _ => {
-                let (leaf, in_leaf, before) = self.descend(pos, Unit::Char);
+                let (leaf, _, before) = self.descend(pos, Unit::Char);
                 let l = &self.leaves[leaf as usize];
                 let chars = l.runs[..l.n as usize]
                     .iter()
                     .map(|r| r.visible(Unit::Char))
                     .sum();
-                self.hint = Some(Hint {
+                let h = Hint {
                     leaf,
                     start: before,
                     chars,
-                });
-                (leaf, in_leaf, before)
+                };
+                self.hint = Some(h);
+                h
             }
         };
-        Some(
-            self.scan_leaf(leaf, in_leaf, before, Unit::Char, "")
-                .expect("char positions need no content"),
-        )
+        Some(self.scan_leaf_chars(h.leaf, pos - h.start, h.start, h.chars))
     }
 
     /// Finds the leaf holding the `pos`-th visible item: (leaf, position inside it,
@@ -356,31 +352,71 @@ impl Tree {
         content: &str,
     ) -> Result<(Cur, u32), EditError> {
         let l = &self.leaves[leaf as usize];
-        for (idx, r) in l.runs[..l.n as usize].iter().enumerate() {
+        let runs = &l.runs[..l.n as usize];
+        let found = |idx: usize, pos: u32, chars_before: u32| -> Result<(Cur, u32), EditError> {
+            let r = &runs[idx];
+            let off = if unit == Unit::Char || r.utf16_len == r.len {
+                pos
+            } else {
+                // Walk the run's chars to the one at UTF-16 offset `pos`.
+                let mut u = 0u32;
+                let mut k = 0u32;
+                for c in r.text(content).chars() {
+                    if u == pos {
+                        break;
+                    }
+                    u += c.len_utf16() as u32;
+                    k += 1;
+                    if u > pos {
+                        return Err(EditError::NotCharBoundary { pos: pos as usize });
+                    }
+                }
+                k
+            };
+            Ok((Cur { leaf, idx, off }, chars_before + off))
+        };
+        for (idx, r) in runs.iter().enumerate() {
             let v = r.visible(unit);
             if pos < v {
-                let off = if unit == Unit::Char || r.utf16_len == r.len {
-                    pos
-                } else {
-                    // Walk the run's chars to the one at UTF-16 offset `pos`.
-                    let mut u = 0u32;
-                    let mut k = 0u32;
-                    for c in r.text(content).chars() {
-                        if u == pos {
-                            break;
-                        }
-                        u += c.len_utf16() as u32;
-                        k += 1;
-                        if u > pos {
-                            return Err(EditError::NotCharBoundary { pos: pos as usize });
-                        }
-                    }
-                    k
-                };
-                return Ok((Cur { leaf, idx, off }, chars_before + off));
+                return found(idx, pos, chars_before);
             }
             pos -= v;
             chars_before += r.visible(Unit::Char);
+        }
+        unreachable!("counts say the position is in this leaf")
+    }
+
+    /// Like `scan_leaf` in chars, for a leaf of `total` visible chars starting at
+    /// `start`: scans from whichever end is nearer.
+    fn scan_leaf_chars(&self, leaf: u32, pos: u32, start: u32, total: u32) -> (Cur, u32) {
+        let l = &self.leaves[leaf as usize];
+        let runs = &l.runs[..l.n as usize];
+        if pos * 2 < total {
+            let mut p = pos;
+            for (idx, r) in runs.iter().enumerate() {
+                let v = r.visible(Unit::Char);
+                if p < v {
+                    return (Cur { leaf, idx, off: p }, start + pos);
+                }
+                p -= v;
+            }
+        } else {
+            // Chars after the wanted one, counted from the end.
+            let mut after = total - pos;
+            for (idx, r) in runs.iter().enumerate().rev() {
+                let v = r.visible(Unit::Char);
+                if after <= v && v > 0 {
+                    return (
+                        Cur {
+                            leaf,
+                            idx,
+                            off: v - after,
+                        },
+                        start + pos,
+                    );
+                }
+                after -= v;
+            }
         }
         unreachable!("counts say the position is in this leaf")
     }

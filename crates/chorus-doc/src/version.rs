@@ -1,7 +1,6 @@
 //! Version vectors: what a replica has seen.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::{OpId, ReplicaId};
@@ -12,9 +11,10 @@ use crate::{OpId, ReplicaId};
 /// `0..n` of replica r" is the whole story; a replica that is absent maps to 0.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct VersionVector {
-    // Entries are never 0: absent and 0 mean the same, and keeping only non-zero
-    // entries makes equality structural.
-    entries: BTreeMap<ReplicaId, u64>,
+    // Sorted by replica; entries are never 0: absent and 0 mean the same, and keeping
+    // only non-zero entries makes equality structural. A sorted vector: versions name
+    // few replicas, and are read far more often than they gain one.
+    entries: Vec<(ReplicaId, u64)>,
 }
 
 /// How two version vectors relate.
@@ -38,7 +38,10 @@ impl VersionVector {
 
     /// The next sequence number expected from `replica` (the number of its ops seen).
     pub fn get(&self, replica: &ReplicaId) -> u64 {
-        self.entries.get(replica).copied().unwrap_or(0)
+        match self.entries.binary_search_by(|(r, _)| r.cmp(replica)) {
+            Ok(i) => self.entries[i].1,
+            Err(_) => 0,
+        }
     }
 
     /// Records that ops `0..next` of `replica` have been seen (never lowers an entry).
@@ -46,9 +49,14 @@ impl VersionVector {
         if next == 0 {
             return;
         }
-        let e = self.entries.entry(replica).or_insert(0);
-        if *e < next {
-            *e = next;
+        match self.entries.binary_search_by(|(r, _)| r.cmp(&replica)) {
+            Ok(i) => {
+                let e = &mut self.entries[i].1;
+                if *e < next {
+                    *e = next;
+                }
+            }
+            Err(i) => self.entries.insert(i, (replica, next)),
         }
     }
 
@@ -59,7 +67,7 @@ impl VersionVector {
 
     /// Whether everything `other` has seen, `self` has seen too.
     pub fn dominates(&self, other: &VersionVector) -> bool {
-        other.entries.iter().all(|(r, &n)| self.get(r) >= n)
+        other.entries.iter().all(|(r, n)| self.get(r) >= *n)
     }
 
     /// Compares two versions in the causal (partial) order.
@@ -84,8 +92,8 @@ impl VersionVector {
 
     /// Merges `other` into `self`: afterwards `self` includes everything either had seen.
     pub fn merge(&mut self, other: &VersionVector) {
-        for (r, &n) in &other.entries {
-            self.observe(*r, n);
+        for &(r, n) in &other.entries {
+            self.observe(r, n);
         }
     }
 
@@ -94,16 +102,16 @@ impl VersionVector {
     pub fn missing_from(&self, other: &VersionVector) -> Vec<(ReplicaId, Range<u64>)> {
         self.entries
             .iter()
-            .filter_map(|(r, &n)| {
-                let have = other.get(r);
-                (have < n).then_some((*r, have..n))
+            .filter_map(|&(r, n)| {
+                let have = other.get(&r);
+                (have < n).then_some((r, have..n))
             })
             .collect()
     }
 
     /// Iterates `(replica, next seq)` in replica order; replicas never seen are skipped.
     pub fn iter(&self) -> impl Iterator<Item = (ReplicaId, u64)> + '_ {
-        self.entries.iter().map(|(r, n)| (*r, *n))
+        self.entries.iter().copied()
     }
 
     /// The number of replicas with at least one op seen.
@@ -118,13 +126,15 @@ impl VersionVector {
 
     /// The total number of operations seen.
     pub fn total_ops(&self) -> u64 {
-        self.entries.values().sum()
+        self.entries.iter().map(|(_, n)| n).sum()
     }
 }
 
 impl std::fmt::Debug for VersionVector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.entries.iter()).finish()
+        f.debug_map()
+            .entries(self.entries.iter().map(|(r, n)| (r, n)))
+            .finish()
     }
 }
 

@@ -25,7 +25,10 @@ fn deleted_text_is_not_sent_but_merges() {
     edit(&mut a, |t| t.insert(0, "hello world").unwrap());
     edit(&mut a, |t| t.delete(0, 6).unwrap());
     let full = a.encode();
-    assert!(!full.windows(5).any(|w| w == b"hello"), "deleted text was sent");
+    assert!(
+        !full.windows(5).any(|w| w == b"hello"),
+        "deleted text was sent"
+    );
     let mut b = Doc::decode(&full, ReplicaId::from_u128(2)).unwrap();
     b.check().unwrap();
     assert_eq!(b.text("t").to_string(), "world");
