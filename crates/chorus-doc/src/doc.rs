@@ -363,6 +363,7 @@ impl Doc {
                 origin_right,
                 byte_start,
                 byte_len: text.len() as u32,
+                hidden: false,
             },
             n,
         );
@@ -606,6 +607,7 @@ impl Doc {
                 origin_right,
                 byte_start,
                 byte_len,
+                ..
             } => {
                 let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
                 let ascii = text.len() == e.len as usize;
@@ -955,6 +957,7 @@ impl Doc {
                         origin_right,
                         byte_start,
                         byte_len: content.len() as u32,
+                        hidden: deleted,
                     },
                     run.len,
                 );
@@ -1003,7 +1006,11 @@ impl Doc {
 
     /// Drops every op from `lv` on and rebuilds the trees from the log.
     fn rollback(&mut self, lv: Lv, content_len: usize, fields: usize) {
-        if self.log.next_lv() == lv && self.fields.len() == fields {
+        if self.log.next_lv() == lv {
+            // No ops: at most some fields were named, and they are still empty.
+            for f in self.fields.drain(fields..) {
+                self.field_index.remove(&f.name);
+            }
             return;
         }
         self.log.truncate(lv, &self.content);
@@ -1024,6 +1031,7 @@ impl Doc {
                     origin_right,
                     byte_start,
                     byte_len,
+                    hidden,
                 } => {
                     let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
                     let run = Run {
@@ -1038,6 +1046,9 @@ impl Doc {
                     };
                     let replica = self.log.agents[e.agent as usize].id;
                     self.integrate_insert(e.field, run, replica);
+                    if hidden {
+                        self.delete_range(e.field, e.lv, e.end() - 1);
+                    }
                 }
                 Op::Delete { .. } => {
                     let (lo, hi) = e.delete_targets().expect("a delete");

@@ -85,3 +85,19 @@ fn utf16_positions_around_astral_chars() {
     assert_eq!(a.text("t").to_string(), "axb");
     assert_eq!(a.text("t").slice(1..3).unwrap(), "xb");
 }
+
+#[test]
+fn rollback_keeps_text_that_arrived_deleted_hidden() {
+    let mut a = doc(1);
+    edit(&mut a, |t| t.insert(0, "keep gone").unwrap());
+    edit(&mut a, |t| t.delete(4, 5).unwrap());
+    let mut b = Doc::decode(&a.encode(), ReplicaId::from_u128(2)).unwrap();
+    {
+        let mut tx = b.transact();
+        tx.text("t").insert(4, "!").unwrap();
+        // Dropped: the rebuild must not bring the deleted chars back.
+    }
+    b.check().unwrap();
+    assert_eq!(b.text("t").to_string(), "keep");
+    assert_eq!(b.encode(), a.encode());
+}
