@@ -717,7 +717,7 @@ impl Doc {
     /// How many ops from `id` on (at most `max`) are known inserts of field `code` in
     /// one stretch: `Some(0)` if `id` is known but is not one, `None` if unknown.
     fn known_inserts(&self, plan: &Plan, id: OpId, code: u32, max: u64) -> Option<u64> {
-        if let Some(&a) = self.log.agent_index.get(&id.replica) {
+        if let Some(a) = self.log.find(&id.replica) {
             let spans = &self.log.agents[a as usize].spans;
             let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
             if let Some(s) = spans.get(i).filter(|s| s.seq <= id.seq) {
@@ -907,7 +907,10 @@ impl Doc {
     }
 
     fn lv_of_id(&self, id: OpId) -> Lv {
-        let a = self.log.agent_index[&id.replica];
+        let a = self
+            .log
+            .find(&id.replica)
+            .expect("planned replica is known");
         self.log
             .lv_of(a, id.seq)
             .expect("planned dependency is applied")
@@ -972,7 +975,10 @@ impl Doc {
                 } else {
                     target.seq
                 };
-                let ta = self.log.agent_index[&target.replica];
+                let ta = self
+                    .log
+                    .find(&target.replica)
+                    .expect("planned replica is known");
                 let ranges = self.log.lv_ranges(ta, lo, u64::from(run.len));
                 // One log entry per LV stretch of targets, in the run's own order.
                 let mut seq = run.seq;

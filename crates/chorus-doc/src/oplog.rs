@@ -105,8 +105,21 @@ impl OpLog {
         self.version.observe(a.id, a.next_seq());
     }
 
+    /// The index of replica `id`, if it is known here.
+    pub fn find(&self, id: &ReplicaId) -> Option<u32> {
+        // Most documents have a handful of replicas: comparing ids beats hashing.
+        if self.agents.len() <= 8 {
+            self.agents
+                .iter()
+                .position(|a| a.id == *id)
+                .map(|a| a as u32)
+        } else {
+            self.agent_index.get(id).copied()
+        }
+    }
+
     pub fn intern(&mut self, id: ReplicaId) -> u32 {
-        if let Some(&a) = self.agent_index.get(&id) {
+        if let Some(a) = self.find(&id) {
             return a;
         }
         let a = self.agents.len() as u32;
