@@ -1,0 +1,52 @@
+//! `chorus`: the Chorus command-line tool.
+//!
+//! Subcommands:
+//! - `chorus replay <trace.json[.gz]>`: replay a real editing trace, check the result,
+//!   and print timing, size and memory statistics as JSON.
+
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chorus_trace::CountingAlloc;
+use clap::{Parser, Subcommand};
+
+/// Counts allocated bytes so `replay` can report peak memory.
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc::new();
+
+/// Chorus: a CRDT-based collaborative text sync engine.
+#[derive(Debug, Parser)]
+#[command(name = "chorus", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay an editing trace (sequential or concurrent), check the final text
+    /// against its endContent, and print statistics as JSON.
+    Replay {
+        /// The trace file (`.json` or `.json.gz`).
+        trace: PathBuf,
+        /// Pretty-print the JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay { trace, pretty } => replay::run(&trace, pretty),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
