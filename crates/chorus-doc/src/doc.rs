@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::encoding::{self, WireOp, WireRun};
 use crate::ids::ReplicaIndex;
 use crate::oplog::{Entry, Op, OpLog};
-use crate::tree::{Cur, Lv, NONE, Run, Tree, Unit};
+use crate::tree::{Cur, Lv, LvIndex, NONE, Run, Tree, Unit};
 use crate::{CheckError, DecodeError, EditError, OpId, ReplicaId, VersionVector};
 
 /// The most operations a document may hold (LVs are `u32`, one value is reserved).
@@ -28,8 +28,9 @@ pub struct Doc {
     log: OpLog,
     /// The text of every insert, in LV order. Deleted text stays: the log needs it.
     content: String,
-    /// For every LV that is an insert: the leaf of its field's tree holding it.
-    index: Vec<u32>,
+    /// For every LV that is an insert: the leaf of its field's tree holding it (built
+    /// on first need).
+    index: LvIndex,
     fields: Vec<Field>,
     field_index: HashMap<Arc<str>, u32>,
     pending: Vec<WireRun>,
@@ -122,7 +123,7 @@ impl Doc {
             me,
             log,
             content: String::new(),
-            index: Vec::new(),
+            index: LvIndex::default(),
             fields: Vec::new(),
             field_index: HashMap::new(),
             pending: Vec::new(),
@@ -222,9 +223,6 @@ impl Doc {
             }
             lv = e.end();
         }
-        if self.index.len() != lv as usize {
-            return err(format!("index covers {} of {lv} ops", self.index.len()));
-        }
         for (i, a) in self.log.agents.iter().enumerate() {
             let mut next = 0;
             for s in &a.spans {
@@ -281,6 +279,17 @@ impl Doc {
     }
 
     // ------------------------------------------------------------ internals
+
+    /// Builds the LV index if it is not built yet.
+    fn ensure_index(&mut self) {
+        if self.index.is_on() {
+            return;
+        }
+        self.index.start(self.log.next_lv() as usize);
+        for f in &self.fields {
+            f.tree.fill_index(&mut self.index);
+        }
+    }
 
     fn field_id(&mut self, name: &str) -> u32 {
         // Transactions mostly edit the field the previous one edited.
@@ -342,7 +351,6 @@ impl Doc {
         let lv = self.log.next_lv();
         let byte_start = self.content.len() as u32;
         self.content.push_str(text);
-        self.index.resize((lv + n) as usize, NONE);
         let run = Run {
             lv,
             len: n,
@@ -398,8 +406,7 @@ impl Doc {
             let r = *tree.run(cur.leaf, cur.idx);
             let take = remaining.min(r.len - cur.off);
             let target = r.lv + cur.off;
-            tree.set_deleted(target, take, true, &self.content, &mut self.index);
-            self.index.resize(self.index.len() + take as usize, NONE);
+            tree.set_deleted_at(cur, take, true, &self.content, &mut self.index);
             self.push_local(
                 field,
                 Op::Delete {
@@ -453,7 +460,7 @@ impl Doc {
                 off: 0,
             })
         } else {
-            tree.normalize(tree.after(ol, self.index[ol as usize]))
+            tree.normalize(tree.after(ol, self.index.leaf(ol)))
         };
         // Nothing concurrent between the origins: the common case.
         let dest = if tree.item_at(start) == or {
@@ -467,7 +474,7 @@ impl Doc {
     }
 
     fn raw_pos_of(&self, tree: &Tree, lv: Lv) -> i64 {
-        i64::from(tree.raw_pos(tree.locate(lv, self.index[lv as usize])))
+        i64::from(tree.raw_pos(tree.locate(lv, self.index.leaf(lv))))
     }
 
     fn scan_fugue(&self, field: u32, run: &Run, replica: ReplicaId, start: Cur) -> Cur {
@@ -573,13 +580,14 @@ impl Doc {
         }
         ranges.sort_unstable();
         let mut out = Vec::new();
+        let mut vis = Visibility::Unknown;
         for (lo, hi) in ranges {
             let mut i = self.log.entry_index(lo);
             let mut lv = lo;
             while lv < hi {
                 let e = &self.log.entries[i];
                 let end = e.end().min(hi);
-                self.wire_runs(e, lv, end, &mut out);
+                self.wire_runs(e, lv, end, &mut vis, &mut out);
                 lv = end;
                 i += 1;
             }
@@ -594,8 +602,51 @@ impl Doc {
         })
     }
 
+    /// Whether insert `lv` of `field` is deleted, and where (before `hi`) the stretch
+    /// of inserts in the same state that it starts ends.
+    fn stretch(&self, field: u32, lv: Lv, hi: Lv, vis: &mut Visibility) -> (bool, Lv) {
+        if self.index.is_on() {
+            let tree = &self.fields[field as usize].tree;
+            let cur = tree.locate(lv, self.index.leaf(lv));
+            let r = tree.run(cur.leaf, cur.idx);
+            let mut end = (r.lv + r.len).min(hi);
+            // Runs split only by the tree's leaf boundaries continue here.
+            while end < hi {
+                let c = tree.locate(end, self.index.leaf(end));
+                let next = tree.run(c.leaf, c.idx);
+                if next.deleted != r.deleted || c.off != 0 {
+                    break;
+                }
+                end = (next.lv + next.len).min(hi);
+            }
+            return (r.deleted, end);
+        }
+        // Without the index, one walk of the trees marks every deleted item.
+        if let Visibility::Unknown = vis {
+            let mut bits = vec![0u64; (self.log.next_lv() as usize).div_ceil(64)];
+            for f in &self.fields {
+                for r in f.tree.runs().filter(|r| r.deleted) {
+                    for x in r.lv..r.lv + r.len {
+                        bits[x as usize / 64] |= 1 << (x % 64);
+                    }
+                }
+            }
+            *vis = Visibility::Bits(bits);
+        }
+        let Visibility::Bits(bits) = vis else {
+            unreachable!("just built")
+        };
+        let bit = |x: Lv| bits[x as usize / 64] >> (x % 64) & 1 == 1;
+        let deleted = bit(lv);
+        let mut end = lv + 1;
+        while end < hi && bit(end) == deleted {
+            end += 1;
+        }
+        (deleted, end)
+    }
+
     /// Appends the wire runs for ops `lo..hi` of entry `e`.
-    fn wire_runs(&self, e: &Entry, lo: Lv, hi: Lv, out: &mut Vec<WireRun>) {
+    fn wire_runs(&self, e: &Entry, lo: Lv, hi: Lv, vis: &mut Visibility, out: &mut Vec<WireRun>) {
         let k = lo - e.lv;
         let replica = self.log.agents[e.agent as usize].id;
         let field = self.fields[e.field as usize].name.clone();
@@ -611,24 +662,12 @@ impl Doc {
             } => {
                 let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
                 let ascii = text.len() == e.len as usize;
-                let tree = &self.fields[e.field as usize].tree;
                 let mut lv = lo;
                 // One wire run per stretch of chars that are all visible or all
                 // deleted: deleted text is not sent.
                 while lv < hi {
-                    let cur = tree.locate(lv, self.index[lv as usize]);
-                    let r = tree.run(cur.leaf, cur.idx);
-                    let mut end = (r.lv + r.len).min(hi);
-                    // Runs split only by the tree's leaf boundaries continue here.
-                    while end < hi {
-                        let c = tree.locate(end, self.index[end as usize]);
-                        let next = tree.run(c.leaf, c.idx);
-                        if next.deleted != r.deleted || c.off != 0 {
-                            break;
-                        }
-                        end = (next.lv + next.len).min(hi);
-                    }
-                    let content = if r.deleted {
+                    let (deleted, end) = self.stretch(e.field, lv, hi, vis);
+                    let content = if deleted {
                         String::new()
                     } else if ascii {
                         text[(lv - e.lv) as usize..(end - e.lv) as usize].to_owned()
@@ -649,7 +688,7 @@ impl Doc {
                             left: self.op_id(if k == 0 { origin_left } else { lv - 1 }),
                             right: self.op_id(origin_right),
                             content,
-                            deleted: r.deleted,
+                            deleted,
                         },
                     });
                     lv = end;
@@ -888,6 +927,9 @@ impl Doc {
         }
         // From here on nothing fails.
         self.content.reserve(new_bytes);
+        if !plan.order.is_empty() {
+            self.ensure_index();
+        }
         self.index.reserve(new_ops);
         self.log.entries.reserve(plan.order.len());
         for &i in &plan.order {
@@ -938,7 +980,6 @@ impl Doc {
                     std::borrow::Cow::Borrowed(content.as_str())
                 };
                 self.content.push_str(&content);
-                self.index.resize((lv + run.len) as usize, NONE);
                 let utf16 = content.chars().map(|c| c.len_utf16() as u32).sum();
                 let r = Run {
                     lv,
@@ -990,7 +1031,6 @@ impl Doc {
                 };
                 for (tlv, n) in ordered {
                     let first = if backward { tlv + n - 1 } else { tlv };
-                    self.index.resize(self.index.len() + n as usize, NONE);
                     self.log.push(
                         agent,
                         seq,
@@ -1024,12 +1064,11 @@ impl Doc {
         for f in self.fields.drain(fields..) {
             self.field_index.remove(&f.name);
         }
-        self.index.clear();
+        self.index.start(lv as usize);
         for f in &mut self.fields {
             f.tree = Tree::new();
         }
         let entries = std::mem::take(&mut self.log.entries);
-        self.index.resize(lv as usize, NONE);
         for e in &entries {
             match e.op {
                 Op::Insert {
@@ -1064,6 +1103,12 @@ impl Doc {
         }
         self.log.entries = entries;
     }
+}
+
+/// Which inserts are deleted, for encoding when the LV index is not built.
+enum Visibility {
+    Unknown,
+    Bits(Vec<u64>),
 }
 
 #[derive(Debug)]

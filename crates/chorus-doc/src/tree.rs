@@ -188,6 +188,52 @@ struct Node {
     leaf_children: bool,
 }
 
+/// LV → the leaf holding that item, for the items of every tree of a document.
+///
+/// Local edits navigate by position and never need it, so it is off until something
+/// does (integrating remote ops, rebuilding after a rollback); turned on, it is built
+/// from the trees and kept up to date from then on.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LvIndex {
+    leaves: Vec<u32>,
+    on: bool,
+}
+
+impl LvIndex {
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The leaf of item `lv` (the index must be on).
+    pub fn leaf(&self, lv: Lv) -> u32 {
+        debug_assert!(self.on);
+        self.leaves[lv as usize]
+    }
+
+    fn set(&mut self, lv: Lv, len: u32, leaf: u32) {
+        if !self.on {
+            return;
+        }
+        let end = (lv + len) as usize;
+        if self.leaves.len() < end {
+            self.leaves.resize(end, NONE);
+        }
+        self.leaves[lv as usize..end].fill(leaf);
+    }
+
+    /// Turns the index on (empty: the caller fills it from the trees).
+    pub fn start(&mut self, capacity: usize) {
+        self.leaves = Vec::with_capacity(capacity);
+        self.on = true;
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        if self.on {
+            self.leaves.reserve(n);
+        }
+    }
+}
+
 /// A place in the tree: run `idx` of `leaf`, item `off` of that run. `idx == n` with
 /// `off == 0` is the end of the leaf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -581,7 +627,7 @@ impl Tree {
     /// Inserts `run` right before the item at `cur` (at the end of the leaf when `cur`
     /// is there), merging it into the run before when it continues that run. Returns
     /// nothing; `index` is updated for every item that moved leaf.
-    pub fn insert(&mut self, cur: Cur, run: Run, content: &str, index: &mut [u32]) {
+    pub fn insert(&mut self, cur: Cur, run: Run, content: &str, index: &mut LvIndex) {
         // Appending to the run that ends right before the insertion point: the common
         // case of typing.
         if cur.off == 0 && cur.idx > 0 {
@@ -589,9 +635,7 @@ impl Tree {
             let prev = &mut leaf.runs[cur.idx - 1];
             if prev.can_append(&run) {
                 prev.append(&run);
-                for lv in run.lv..run.lv + run.len {
-                    index[lv as usize] = cur.leaf;
-                }
+                index.set(run.lv, run.len, cur.leaf);
                 self.propagate(cur.leaf, run.counts(), Counts::default());
                 return;
             }
@@ -615,14 +659,12 @@ impl Tree {
         leaf.runs.copy_within(at..n, at + 1);
         leaf.runs[at] = run;
         leaf.n += 1;
-        for lv in run.lv..run.lv + run.len {
-            index[lv as usize] = leaf_id;
-        }
+        index.set(run.lv, run.len, leaf_id);
         self.propagate(leaf_id, run.counts(), Counts::default());
     }
 
     /// Splits a full leaf in two, returning where `cur` now is.
-    fn split_leaf(&mut self, cur: Cur, index: &mut [u32]) -> Cur {
+    fn split_leaf(&mut self, cur: Cur, index: &mut LvIndex) -> Cur {
         self.hint = None;
         let old = cur.leaf;
         let new_id = self.leaves.len() as u32;
@@ -658,9 +700,7 @@ impl Tree {
             self.last_leaf = new_id;
         }
         for r in &moved.runs[..moved.n as usize] {
-            for lv in r.lv..r.lv + r.len {
-                index[lv as usize] = new_id;
-            }
+            index.set(r.lv, r.len, new_id);
         }
         let parent = moved.parent;
         let half = self.leaves[old as usize].n as usize;
@@ -808,18 +848,29 @@ impl Tree {
         }
     }
 
-    /// Marks `len` items starting at item `lv` (in leaf `leaf`, all in one run) as
-    /// deleted or visible. Returns the number of items whose state changed, and the
-    /// number of items handled (at most `len`, the rest of the run).
+    /// Marks up to `len` items starting at item `lv` as deleted or visible, as many
+    /// as its run holds from there; returns how many it handled. The index must be on.
     pub fn set_deleted(
         &mut self,
         lv: Lv,
         len: u32,
         deleted: bool,
         content: &str,
-        index: &mut [u32],
+        index: &mut LvIndex,
     ) -> u32 {
-        let cur = self.locate(lv, index[lv as usize]);
+        let cur = self.locate(lv, index.leaf(lv));
+        self.set_deleted_at(cur, len, deleted, content, index)
+    }
+
+    /// Like [`set_deleted`](Self::set_deleted), starting at the item at `cur`.
+    pub fn set_deleted_at(
+        &mut self,
+        cur: Cur,
+        len: u32,
+        deleted: bool,
+        content: &str,
+        index: &mut LvIndex,
+    ) -> u32 {
         let r = *self.run(cur.leaf, cur.idx);
         let take = len.min(r.len - cur.off);
         if r.deleted == deleted {
@@ -870,7 +921,19 @@ impl Tree {
     }
 
     /// Verifies the invariants listed in the module docs.
-    pub fn check(&self, index: &[u32]) -> Result<(), String> {
+    /// Records every item's leaf in `index`.
+    pub fn fill_index(&self, index: &mut LvIndex) {
+        let mut leaf = self.first_leaf;
+        while leaf != NONE {
+            let l = &self.leaves[leaf as usize];
+            for r in &l.runs[..l.n as usize] {
+                index.set(r.lv, r.len, leaf);
+            }
+            leaf = l.next;
+        }
+    }
+
+    pub fn check(&self, index: &LvIndex) -> Result<(), String> {
         let sum = self.check_node(self.root, NONE)?;
         if sum != self.total {
             return Err(format!("total {:?} != root sum {:?}", self.total, sum));
@@ -891,9 +954,11 @@ impl Tree {
                 if r.len == 0 {
                     return Err(format!("empty run in leaf {leaf}"));
                 }
-                for lv in r.lv..r.lv + r.len {
-                    if index.get(lv as usize) != Some(&leaf) {
-                        return Err(format!("index of lv {lv} does not name leaf {leaf}"));
+                if index.on {
+                    for lv in r.lv..r.lv + r.len {
+                        if index.leaves.get(lv as usize) != Some(&leaf) {
+                            return Err(format!("index of lv {lv} does not name leaf {leaf}"));
+                        }
                     }
                 }
             }
