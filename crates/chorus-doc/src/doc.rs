@@ -371,7 +371,6 @@ impl Doc {
                 origin_right,
                 byte_start,
                 byte_len: text.len() as u32,
-                hidden: false,
             },
             n,
         );
@@ -490,6 +489,10 @@ impl Doc {
         } else {
             self.raw_pos_of(tree, run.origin_right)
         };
+        // A right origin at or before the left origin cannot come from an honest
+        // replica. Every replica orders existing items alike, so ignoring it (the
+        // document end instead) is deterministic and keeps replicas converging.
+        let right = if right <= left { total } else { right };
         let mut i = left + 1;
         let mut cur = start;
         let mut dest = start;
@@ -580,14 +583,13 @@ impl Doc {
         }
         ranges.sort_unstable();
         let mut out = Vec::new();
-        let mut vis = Visibility::Unknown;
         for (lo, hi) in ranges {
             let mut i = self.log.entry_index(lo);
             let mut lv = lo;
             while lv < hi {
                 let e = &self.log.entries[i];
                 let end = e.end().min(hi);
-                self.wire_runs(e, lv, end, &mut vis, &mut out);
+                self.wire_runs(e, lv, end, &mut out);
                 lv = end;
                 i += 1;
             }
@@ -602,51 +604,8 @@ impl Doc {
         })
     }
 
-    /// Whether insert `lv` of `field` is deleted, and where (before `hi`) the stretch
-    /// of inserts in the same state that it starts ends.
-    fn stretch(&self, field: u32, lv: Lv, hi: Lv, vis: &mut Visibility) -> (bool, Lv) {
-        if self.index.is_on() {
-            let tree = &self.fields[field as usize].tree;
-            let cur = tree.locate(lv, self.index.leaf(lv));
-            let r = tree.run(cur.leaf, cur.idx);
-            let mut end = (r.lv + r.len).min(hi);
-            // Runs split only by the tree's leaf boundaries continue here.
-            while end < hi {
-                let c = tree.locate(end, self.index.leaf(end));
-                let next = tree.run(c.leaf, c.idx);
-                if next.deleted != r.deleted || c.off != 0 {
-                    break;
-                }
-                end = (next.lv + next.len).min(hi);
-            }
-            return (r.deleted, end);
-        }
-        // Without the index, one walk of the trees marks every deleted item.
-        if let Visibility::Unknown = vis {
-            let mut bits = vec![0u64; (self.log.next_lv() as usize).div_ceil(64)];
-            for f in &self.fields {
-                for r in f.tree.runs().filter(|r| r.deleted) {
-                    for x in r.lv..r.lv + r.len {
-                        bits[x as usize / 64] |= 1 << (x % 64);
-                    }
-                }
-            }
-            *vis = Visibility::Bits(bits);
-        }
-        let Visibility::Bits(bits) = vis else {
-            unreachable!("just built")
-        };
-        let bit = |x: Lv| bits[x as usize / 64] >> (x % 64) & 1 == 1;
-        let deleted = bit(lv);
-        let mut end = lv + 1;
-        while end < hi && bit(end) == deleted {
-            end += 1;
-        }
-        (deleted, end)
-    }
-
     /// Appends the wire runs for ops `lo..hi` of entry `e`.
-    fn wire_runs(&self, e: &Entry, lo: Lv, hi: Lv, vis: &mut Visibility, out: &mut Vec<WireRun>) {
+    fn wire_runs(&self, e: &Entry, lo: Lv, hi: Lv, out: &mut Vec<WireRun>) {
         let k = lo - e.lv;
         let replica = self.log.agents[e.agent as usize].id;
         let field = self.fields[e.field as usize].name.clone();
@@ -658,41 +617,33 @@ impl Doc {
                 origin_right,
                 byte_start,
                 byte_len,
-                ..
             } => {
+                // Deleted text is sent too: a peer may undo a delete later, and a
+                // peer whose version was guessed wrong may not get the delete yet.
                 let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
-                let ascii = text.len() == e.len as usize;
-                let mut lv = lo;
-                // One wire run per stretch of chars that are all visible or all
-                // deleted: deleted text is not sent.
-                while lv < hi {
-                    let (deleted, end) = self.stretch(e.field, lv, hi, vis);
-                    let content = if deleted {
-                        String::new()
-                    } else if ascii {
-                        text[(lv - e.lv) as usize..(end - e.lv) as usize].to_owned()
-                    } else {
-                        text.chars()
-                            .skip((lv - e.lv) as usize)
-                            .take((end - lv) as usize)
-                            .collect()
-                    };
-                    let k = lv - e.lv;
-                    out.push(WireRun {
+                let content = if text.len() == e.len as usize {
+                    text[k as usize..(hi - e.lv) as usize].to_owned()
+                } else {
+                    text.chars()
+                        .skip(k as usize)
+                        .take((hi - lo) as usize)
+                        .collect()
+                };
+                push_coalesced(
+                    out,
+                    WireRun {
                         replica,
-                        seq: e.seq + u64::from(k),
-                        lamport: e.lamport + u64::from(k),
-                        len: end - lv,
-                        field: field.clone(),
+                        seq,
+                        lamport,
+                        len: hi - lo,
+                        field,
                         op: WireOp::Insert {
-                            left: self.op_id(if k == 0 { origin_left } else { lv - 1 }),
+                            left: self.op_id(if k == 0 { origin_left } else { lo - 1 }),
                             right: self.op_id(origin_right),
                             content,
-                            deleted,
                         },
-                    });
-                    lv = end;
-                }
+                    },
+                );
             }
             Op::Delete { target, backward } => {
                 // The targets may belong to several replicas: one wire run per stretch
@@ -714,17 +665,20 @@ impl Doc {
                     };
                     let take = avail.min(total - done);
                     let (ta, tseq) = self.log.id_of(t);
-                    out.push(WireRun {
-                        replica,
-                        seq: seq + u64::from(done),
-                        lamport: lamport + u64::from(done),
-                        len: take,
-                        field: field.clone(),
-                        op: WireOp::Delete {
-                            target: OpId::new(self.log.agents[ta as usize].id, tseq),
-                            backward: backward && take > 1,
+                    push_coalesced(
+                        out,
+                        WireRun {
+                            replica,
+                            seq: seq + u64::from(done),
+                            lamport: lamport + u64::from(done),
+                            len: take,
+                            field: field.clone(),
+                            op: WireOp::Delete {
+                                target: OpId::new(self.log.agents[ta as usize].id, tseq),
+                                backward: backward && take > 1,
+                            },
                         },
-                    });
+                    );
                     done += take;
                 }
             }
@@ -784,82 +738,125 @@ impl Doc {
     }
 
     /// Decides which runs can be applied now, in a causal order, without changing
-    /// anything. `runs` holds the earlier-pending runs (the first `old` of them) and
-    /// then the update's. `Err` if a run of the update itself is invalid.
-    fn plan(&self, runs: &mut [WireRun], old: usize) -> Result<(Plan, ApplyReport), DecodeError> {
-        let mut plan = Plan::default();
-        let mut report = ApplyReport::default();
-        let mut waiting: Vec<usize> = (0..runs.len()).collect();
-        plan.state = vec![RunState::Waiting; runs.len()];
+    /// anything: the earlier-pending runs `old` and the update's `new` (indexed
+    /// together, `old` first). Ops already applied or planned are skipped from the
+    /// front of a run (`Plan::skip`). `Err` if a run of the update itself is invalid.
+    fn plan(&self, old: &[WireRun], new: &[WireRun]) -> Result<Plan, DecodeError> {
+        let n_old = old.len();
+        let total = n_old + new.len();
+        let run_at = |i: usize| if i < n_old { &old[i] } else { &new[i - n_old] };
+        let mut plan = Plan {
+            state: vec![RunState::Waiting; total],
+            skip: vec![0; total],
+            ..Plan::default()
+        };
+        // Lamport order is a causal order (when peers are honest), so one pass in it
+        // usually plans everything that can be.
+        let by_lamport = |ix: &mut Vec<usize>| {
+            ix.sort_by_key(|&i| {
+                let r = run_at(i);
+                (r.lamport, r.replica, r.seq)
+            });
+        };
+        // The update's runs in the update's order (a causal order from an honest
+        // encoder; applying in it keeps a decoded state's op order, so it encodes to
+        // the same bytes).
+        let mut waiting: Vec<usize> = (n_old..total).collect();
+        // Earlier-pending runs were not ready before; only ops planned from the
+        // update can make them ready, so they are looked at only then.
+        let mut with_old = false;
         loop {
-            let mut progress = false;
-            let mut still = Vec::new();
-            for i in waiting {
-                let fresh = i >= old;
-                let run = &mut runs[i];
-                let next = self.next_seq_of(&plan, run.replica);
-                if run.end_seq() <= next {
-                    if fresh {
-                        report.duplicate += u64::from(run.len);
-                    }
-                    plan.state[i] = RunState::Done;
-                    continue;
-                }
-                if run.seq > next {
-                    still.push(i);
-                    continue;
-                }
-                let dup = (next - run.seq) as u32;
-                if fresh {
-                    report.duplicate += u64::from(dup);
-                }
-                run.trim_front(dup);
-                let code = self.field_code(&mut plan, &run.field);
-                match self.ready(&plan, run, code) {
-                    Readiness::Ready => {
-                        plan.add(i, run, code);
-                        progress = true;
-                    }
-                    Readiness::Waiting => still.push(i),
-                    Readiness::Invalid(why) => {
-                        if fresh {
-                            return Err(DecodeError::InvalidReference(why));
-                        }
-                        plan.state[i] = RunState::Done;
-                        report.rejected += u64::from(run.len);
-                    }
-                }
-            }
+            let (still, progress) = self.plan_pass(&mut plan, waiting, n_old, &run_at)?;
             waiting = still;
-            if !progress || waiting.is_empty() {
+            if progress && !with_old && n_old > 0 {
+                with_old = true;
+                waiting.extend(0..n_old);
+                by_lamport(&mut waiting);
+            } else if !progress || waiting.is_empty() {
                 break;
             }
         }
-        // Keep one copy of each waiting op.
-        waiting.sort_by_key(|&i| (runs[i].replica, runs[i].seq));
+        if !with_old {
+            waiting.extend(0..n_old);
+        }
+        // What waits: one copy of each op.
+        waiting.sort_by_key(|&i| {
+            let r = run_at(i);
+            (r.replica, r.seq + u64::from(plan.skip[i]))
+        });
         let mut last: Option<(ReplicaId, u64)> = None;
         for i in waiting {
-            let run = &mut runs[i];
+            let run = run_at(i);
+            let start = run.seq + u64::from(plan.skip[i]);
             if let Some((r, end)) = last {
-                if r == run.replica && run.seq < end {
+                if r == run.replica && start < end {
                     if run.end_seq() <= end {
                         plan.state[i] = RunState::Done;
                         continue;
                     }
-                    run.trim_front((end - run.seq) as u32);
+                    plan.skip[i] = (end - run.seq) as u32;
                 }
             }
             last = Some((run.replica, run.end_seq()));
-            plan.pending_ops += run.len as usize;
+            plan.pending_ops += (run.len - plan.skip[i]) as usize;
         }
-        Ok((plan, report))
+        Ok(plan)
     }
 
-    fn ready(&self, plan: &Plan, run: &WireRun, code: u32) -> Readiness {
+    /// One pass of planning over `waiting`: returns the runs still waiting and
+    /// whether anything was planned.
+    fn plan_pass<'r>(
+        &self,
+        plan: &mut Plan,
+        waiting: Vec<usize>,
+        n_old: usize,
+        run_at: &impl Fn(usize) -> &'r WireRun,
+    ) -> Result<(Vec<usize>, bool), DecodeError> {
+        let mut progress = false;
+        let mut still = Vec::new();
+        for i in waiting {
+            let run = run_at(i);
+            let next = self.next_seq_of(plan, run.replica);
+            if run.end_seq() <= next {
+                plan.state[i] = RunState::Done;
+                continue;
+            }
+            if run.seq > next {
+                still.push(i);
+                continue;
+            }
+            let skip = (next - run.seq) as u32;
+            plan.skip[i] = skip;
+            let code = self.field_code(plan, &run.field);
+            match self.ready(plan, run, skip, code) {
+                Readiness::Ready => {
+                    plan.add(i, run, skip, code);
+                    progress = true;
+                }
+                Readiness::Waiting => still.push(i),
+                Readiness::Invalid(why) => {
+                    if i >= n_old {
+                        return Err(DecodeError::InvalidReference(why));
+                    }
+                    // An earlier-pending run that turns out invalid is dropped.
+                    plan.state[i] = RunState::Rejected;
+                }
+            }
+        }
+        Ok((still, progress))
+    }
+
+    /// Whether `run` without its first `skip` ops can be applied once `plan` is.
+    fn ready(&self, plan: &Plan, run: &WireRun, skip: u32, code: u32) -> Readiness {
         match &run.op {
             WireOp::Insert { left, right, .. } => {
-                for o in [left, right].into_iter().flatten() {
-                    match self.known_inserts(plan, *o, code, 1) {
+                let left = if skip > 0 {
+                    Some(OpId::new(run.replica, run.seq + u64::from(skip) - 1))
+                } else {
+                    *left
+                };
+                for o in [left, *right].into_iter().flatten() {
+                    match self.known_inserts(plan, o, code, 1) {
                         None => return Readiness::Waiting,
                         Some(0) => {
                             return Readiness::Invalid("an origin is not a char of the same field");
@@ -870,12 +867,17 @@ impl Doc {
                 Readiness::Ready
             }
             WireOp::Delete { target, backward } => {
-                let lo = if *backward {
-                    target.seq - u64::from(run.len - 1)
+                // The targets of the whole run, then of the ops left after `skip`.
+                let (mut lo, mut hi) = if *backward {
+                    (target.seq - u64::from(run.len - 1), target.seq + 1)
                 } else {
-                    target.seq
+                    (target.seq, target.seq + u64::from(run.len))
                 };
-                let hi = lo + u64::from(run.len);
+                if *backward {
+                    hi -= u64::from(skip);
+                } else {
+                    lo += u64::from(skip);
+                }
                 if self.next_seq_of(plan, target.replica) < hi {
                     return Readiness::Waiting;
                 }
@@ -897,32 +899,42 @@ impl Doc {
         }
     }
 
-    fn apply_runs(&mut self, mut runs: Vec<WireRun>) -> Result<ApplyReport, DecodeError> {
-        let old = self.pending.len();
-        if old > 0 {
-            // Planning trims runs; a refused update must leave the pending ones as
-            // they were.
-            let mut all = self.pending.clone();
-            all.append(&mut runs);
-            runs = all;
-        }
-        let (plan, mut report) = self.plan(&mut runs, old)?;
-        if plan.pending_ops > self.pending_limit {
-            return Err(DecodeError::PendingOverflow {
-                pending: plan.pending_ops,
-                limit: self.pending_limit,
-            });
-        }
-        let new_ops: usize = plan.order.iter().map(|&i| runs[i].len as usize).sum();
+    fn apply_runs(&mut self, new: Vec<WireRun>) -> Result<ApplyReport, DecodeError> {
+        // Planning reads the pending runs without changing them, so a refused update
+        // puts them back as they were.
+        let old = std::mem::take(&mut self.pending);
+        let plan = match self.plan(&old, &new) {
+            Ok(plan) if plan.pending_ops > self.pending_limit => {
+                let err = DecodeError::PendingOverflow {
+                    pending: plan.pending_ops,
+                    limit: self.pending_limit,
+                };
+                self.pending = old;
+                return Err(err);
+            }
+            Ok(plan) => plan,
+            Err(e) => {
+                self.pending = old;
+                return Err(e);
+            }
+        };
+        let n_old = old.len();
+        let run_at = |i: usize| if i < n_old { &old[i] } else { &new[i - n_old] };
+        let new_ops: usize = plan
+            .order
+            .iter()
+            .map(|&i| (run_at(i).len - plan.skip[i]) as usize)
+            .sum();
         let new_bytes: usize = plan
             .order
             .iter()
-            .map(|&i| match &runs[i].op {
-                WireOp::Insert { content, .. } => content.len().max(runs[i].len as usize),
+            .map(|&i| match &run_at(i).op {
+                WireOp::Insert { content, .. } => content.len(),
                 WireOp::Delete { .. } => 0,
             })
             .sum();
         if !self.ensure_capacity(new_ops, new_bytes) {
+            self.pending = old;
             return Err(DecodeError::TooLarge);
         }
         // From here on nothing fails.
@@ -933,17 +945,43 @@ impl Doc {
         self.index.reserve(new_ops);
         self.log.entries.reserve(plan.order.len());
         for &i in &plan.order {
-            self.apply_run(&runs[i]);
+            let run = run_at(i);
+            match plan.skip[i] {
+                0 => self.apply_run(run),
+                k => {
+                    let mut run = run.clone();
+                    run.trim_front(k);
+                    self.apply_run(&run);
+                }
+            }
         }
         self.log.refresh_version(self.me);
-        let mut state = plan.state;
-        self.pending = runs
-            .into_iter()
-            .zip(state.drain(..))
-            .filter_map(|(r, s)| (s == RunState::Waiting).then_some(r))
-            .collect();
-        report.applied = new_ops as u64;
-        report.pending = plan.pending_ops as u64;
+
+        let mut report = ApplyReport {
+            applied: new_ops as u64,
+            pending: plan.pending_ops as u64,
+            ..ApplyReport::default()
+        };
+        let mut pending = Vec::new();
+        for (i, run) in old.into_iter().chain(new).enumerate() {
+            let skip = plan.skip[i];
+            let fresh = i >= n_old;
+            match plan.state[i] {
+                RunState::Waiting => {
+                    if fresh {
+                        report.duplicate += u64::from(skip);
+                    }
+                    let mut run = run;
+                    run.trim_front(skip);
+                    pending.push(run);
+                }
+                RunState::Planned if fresh => report.duplicate += u64::from(skip),
+                RunState::Done if fresh => report.duplicate += u64::from(run.len),
+                RunState::Rejected => report.rejected += u64::from(run.len - skip),
+                _ => {}
+            }
+        }
+        self.pending = pending;
         self.pending_ops = plan.pending_ops;
         Ok(report)
     }
@@ -966,20 +1004,12 @@ impl Doc {
                 left,
                 right,
                 ref content,
-                deleted,
             } => {
                 let origin_left = left.map_or(NONE, |id| self.lv_of_id(id));
                 let origin_right = right.map_or(NONE, |id| self.lv_of_id(id));
                 let lv = self.log.next_lv();
                 let byte_start = self.content.len() as u32;
-                let content = if deleted {
-                    // The text of chars deleted before they reached us is unknown;
-                    // keep a placeholder of the right length, never shown.
-                    std::borrow::Cow::Owned("\0".repeat(run.len as usize))
-                } else {
-                    std::borrow::Cow::Borrowed(content.as_str())
-                };
-                self.content.push_str(&content);
+                self.content.push_str(content);
                 let utf16 = content.chars().map(|c| c.len_utf16() as u32).sum();
                 let r = Run {
                     lv,
@@ -1001,14 +1031,10 @@ impl Doc {
                         origin_right,
                         byte_start,
                         byte_len: content.len() as u32,
-                        hidden: deleted,
                     },
                     run.len,
                 );
                 self.integrate_insert(field, r, run.replica);
-                if deleted {
-                    self.delete_range(field, lv, lv + run.len - 1);
-                }
             }
             WireOp::Delete { target, backward } => {
                 let lo = if backward {
@@ -1068,15 +1094,15 @@ impl Doc {
         for f in &mut self.fields {
             f.tree = Tree::new();
         }
-        let entries = std::mem::take(&mut self.log.entries);
-        for e in &entries {
+        // The log stays in place: integrating reads it (replica ids for ties).
+        for i in 0..self.log.entries.len() {
+            let e = self.log.entries[i];
             match e.op {
                 Op::Insert {
                     origin_left,
                     origin_right,
                     byte_start,
                     byte_len,
-                    hidden,
                 } => {
                     let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
                     let run = Run {
@@ -1091,9 +1117,6 @@ impl Doc {
                     };
                     let replica = self.log.agents[e.agent as usize].id;
                     self.integrate_insert(e.field, run, replica);
-                    if hidden {
-                        self.delete_range(e.field, e.lv, e.end() - 1);
-                    }
                 }
                 Op::Delete { .. } => {
                     let (lo, hi) = e.delete_targets().expect("a delete");
@@ -1101,14 +1124,63 @@ impl Doc {
                 }
             }
         }
-        self.log.entries = entries;
     }
 }
 
-/// Which inserts are deleted, for encoding when the LV index is not built.
-enum Visibility {
-    Unknown,
-    Bits(Vec<u64>),
+/// Appends `run` to `out`, merged into the last run when it continues it: a run's
+/// pieces that only the log or the tree kept apart go out as one, so an update
+/// decodes into a state that encodes to the same bytes.
+fn push_coalesced(out: &mut Vec<WireRun>, run: WireRun) {
+    if let Some(last) = out.last_mut() {
+        if last.replica == run.replica
+            && last.end_seq() == run.seq
+            && last.lamport + u64::from(last.len) == run.lamport
+            && last.field == run.field
+            && u64::from(last.len) + u64::from(run.len) <= u64::from(u32::MAX)
+        {
+            match (&mut last.op, &run.op) {
+                (
+                    WireOp::Insert {
+                        right: r0,
+                        content: c0,
+                        ..
+                    },
+                    WireOp::Insert {
+                        left,
+                        right,
+                        content,
+                    },
+                ) if *left == Some(OpId::new(run.replica, run.seq - 1)) && right == r0 => {
+                    c0.push_str(content);
+                    last.len += run.len;
+                    return;
+                }
+                (
+                    WireOp::Delete {
+                        target: t0,
+                        backward: b0,
+                    },
+                    WireOp::Delete { target, backward },
+                ) if t0.replica == target.replica => {
+                    let n0 = u64::from(last.len);
+                    if !*b0 && !*backward && t0.seq + n0 == target.seq {
+                        last.len += run.len;
+                        return;
+                    }
+                    if (*b0 || n0 == 1)
+                        && (*backward || run.len == 1)
+                        && t0.seq.checked_sub(n0) == Some(target.seq)
+                    {
+                        *b0 = true;
+                        last.len += run.len;
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out.push(run);
 }
 
 #[derive(Debug)]
@@ -1122,7 +1194,10 @@ enum Readiness {
 enum RunState {
     Waiting,
     Planned,
+    /// Nothing left to apply (all known already, or a duplicate of another run).
     Done,
+    /// An earlier-pending run found invalid: dropped.
+    Rejected,
 }
 
 /// Marks a planned op that is a delete (in [`Plan::kinds`]).
@@ -1135,6 +1210,8 @@ struct Plan {
     /// Indexes of the runs to apply, in a causal order.
     order: Vec<usize>,
     state: Vec<RunState>,
+    /// Ops to skip from the front of each run (already applied or planned).
+    skip: Vec<u32>,
     /// The replicas with planned ops.
     replica_index: ReplicaIndex,
     /// Per replica (by `replica_index`): spans of (seq, virtual LV, len).
@@ -1152,25 +1229,24 @@ impl Plan {
         spans.last().map(|&(seq, _, len)| seq + u64::from(len))
     }
 
-    fn add(&mut self, i: usize, run: &WireRun, code: u32) {
+    fn add(&mut self, i: usize, run: &WireRun, skip: u32, code: u32) {
         let vlv = self.kinds.len() as u64;
         let kind = match run.op {
             WireOp::Insert { .. } => code,
             WireOp::Delete { .. } => KIND_DELETE,
         };
-        self.kinds.resize(self.kinds.len() + run.len as usize, kind);
+        let (seq, len) = (run.seq + u64::from(skip), run.len - skip);
+        self.kinds.resize(self.kinds.len() + len as usize, kind);
         let (slot, new) = self.replica_index.insert(run.replica);
         if new {
             self.replicas.push(Vec::new());
         }
         let spans = &mut self.replicas[slot];
         match spans.last_mut() {
-            Some((seq, v, len))
-                if *seq + u64::from(*len) == run.seq && *v + u64::from(*len) == vlv =>
-            {
-                *len += run.len;
+            Some((s, v, n)) if *s + u64::from(*n) == seq && *v + u64::from(*n) == vlv => {
+                *n += len;
             }
-            _ => spans.push((run.seq, vlv, run.len)),
+            _ => spans.push((seq, vlv, len)),
         }
         self.state[i] = RunState::Planned;
         self.order.push(i);

@@ -32,8 +32,6 @@ const COMPRESS_MIN: usize = 256;
 const KIND_INSERT: u8 = 0;
 const KIND_DELETE: u8 = 1;
 const KIND_DELETE_BACK: u8 = 2;
-/// An insert whose chars are all deleted: their text is not carried.
-const KIND_INSERT_DELETED: u8 = 3;
 const F_AGENT: u8 = 1 << 2;
 const F_FIELD: u8 = 1 << 3;
 const LEFT_SHIFT: u8 = 4;
@@ -69,13 +67,10 @@ pub(crate) struct WireRun {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum WireOp {
-    /// When `deleted`, the chars are known to be deleted (by delete ops in the same
-    /// update) and `content` is empty: deleted text is not sent.
     Insert {
         left: Option<OpId>,
         right: Option<OpId>,
         content: String,
-        deleted: bool,
     },
     Delete {
         target: OpId,
@@ -95,16 +90,8 @@ impl WireRun {
             return;
         }
         match &mut self.op {
-            WireOp::Insert {
-                left,
-                content,
-                deleted,
-                ..
-            } => {
+            WireOp::Insert { left, content, .. } => {
                 *left = Some(OpId::new(self.replica, self.seq + u64::from(k) - 1));
-                if *deleted {
-                    return self.advance(k);
-                }
                 let cut = content
                     .char_indices()
                     .nth(k as usize)
@@ -189,8 +176,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
             }
         };
         let mut flags = match run.op {
-            WireOp::Insert { deleted: false, .. } => KIND_INSERT,
-            WireOp::Insert { deleted: true, .. } => KIND_INSERT_DELETED,
+            WireOp::Insert { .. } => KIND_INSERT,
             WireOp::Delete {
                 backward: false, ..
             } => KIND_DELETE,
@@ -490,7 +476,7 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
         }
         let replica = agents[agent];
         let op = match flags & 3 {
-            kind @ (KIND_INSERT | KIND_INSERT_DELETED) => {
+            KIND_INSERT => {
                 let left = match (flags >> LEFT_SHIFT) & 3 {
                     O_NONE => None,
                     O_PREV => Some(OpId::new(
@@ -516,34 +502,27 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
                     )),
                 };
                 prev_right = right;
-                let deleted = kind == KIND_INSERT_DELETED;
-                let text = if deleted {
-                    String::new()
+                let rest = &content[content_pos..];
+                let n = if ascii {
+                    if rest.len() < len as usize {
+                        return Err(DecodeError::Truncated);
+                    }
+                    len as usize
                 } else {
-                    let rest = &content[content_pos..];
-                    let n = if ascii {
-                        if rest.len() < len as usize {
-                            return Err(DecodeError::Truncated);
-                        }
-                        len as usize
-                    } else {
-                        let mut it = rest.char_indices();
-                        match it.nth(len as usize - 1) {
-                            Some((b, c)) => b + c.len_utf8(),
-                            None => return Err(DecodeError::Truncated),
-                        }
-                    };
-                    content_pos += n;
-                    rest[..n].to_owned()
+                    let mut it = rest.char_indices();
+                    match it.nth(len as usize - 1) {
+                        Some((b, c)) => b + c.len_utf8(),
+                        None => return Err(DecodeError::Truncated),
+                    }
                 };
+                content_pos += n;
                 WireOp::Insert {
                     left,
                     right,
-                    content: text,
-                    deleted,
+                    content: rest[..n].to_owned(),
                 }
             }
-            k => {
+            k @ (KIND_DELETE | KIND_DELETE_BACK) => {
                 if flags >> LEFT_SHIFT != 0 {
                     return Err(DecodeError::Malformed("delete run with origin flags"));
                 }
@@ -567,6 +546,7 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
                     backward,
                 }
             }
+            _ => return Err(DecodeError::Malformed("unknown run kind")),
         };
         runs.push(WireRun {
             replica,
@@ -640,7 +620,6 @@ mod tests {
                     left: None,
                     right: None,
                     content: "h😀é".into(),
-                    deleted: false,
                 },
             },
             WireRun {
@@ -652,8 +631,7 @@ mod tests {
                 op: WireOp::Insert {
                     left: Some(OpId::new(a, 0)),
                     right: Some(OpId::new(a, 1)),
-                    content: String::new(),
-                    deleted: true,
+                    content: "xy".into(),
                 },
             },
             WireRun {

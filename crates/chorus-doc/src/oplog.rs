@@ -17,14 +17,11 @@ use crate::{ReplicaId, VersionVector};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
     /// Inserts `len` chars; char `k > 0` has char `k - 1` as its left origin.
-    /// `hidden`: the chars arrived already deleted, without their text (the arena
-    /// holds placeholders); they stay deleted whatever happens to the delete ops.
     Insert {
         origin_left: Lv,
         origin_right: Lv,
         byte_start: u32,
         byte_len: u32,
-        hidden: bool,
     },
     /// Deletes `len` items: `target, target + 1, …` or, backward, `target, target - 1, …`.
     Delete { target: Lv, backward: bool },
@@ -158,7 +155,6 @@ impl OpLog {
                             origin_right: r0,
                             byte_start: b0,
                             byte_len: l0,
-                            hidden: h0,
                             ..
                         },
                         Op::Insert {
@@ -166,12 +162,10 @@ impl OpLog {
                             origin_right,
                             byte_start,
                             byte_len,
-                            hidden,
                         },
                     ) if origin_left == last.lv + last.len - 1
                         && origin_right == *r0
-                        && byte_start == *b0 + *l0
-                        && hidden == *h0 =>
+                        && byte_start == *b0 + *l0 =>
                     {
                         *l0 += byte_len;
                         true

@@ -1,4 +1,5 @@
 //! Integration tests of chorus-doc's public API (one binary, modules per topic).
 
 mod golden;
+mod hostile;
 mod text;

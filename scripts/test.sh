@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: format, lints, every test of every crate.
+# Runs on a fresh machine with the Rust toolchain; it needs nothing else yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo --version
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== tests"
+# Optimized (the trace tests replay 260k edits) but without LTO, so it builds fast.
+cargo test --workspace --profile ci --locked

@@ -1,0 +1,136 @@
+//! Small helpers shared by the test modules: a seeded PRNG, random text, doc shortcuts.
+
+use std::collections::BTreeMap;
+
+use chorus_doc::{Doc, ReplicaId, VersionVector};
+
+/// The text field every test edits.
+pub const FIELD: &str = "text";
+
+/// A tiny deterministic PRNG (SplitMix64). Kept local so that a failing seed reproduces
+/// the same run forever, whatever version of `rand` the workspace moves to.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        // Mix the seed once so that small consecutive seeds give unrelated streams.
+        let mut r = Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B);
+        r.next_u64();
+        r
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        assert!(n > 0, "Rng::below(0)");
+        ((self.next_u64() >> 11) % n as u64) as usize
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u32) -> bool {
+        self.below(100) < percent as usize
+    }
+
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Characters random text is drawn from: ASCII, Latin-1, CJK (BMP, 3 UTF-8 bytes) and
+/// astral characters (4 UTF-8 bytes, surrogate pairs in UTF-16).
+const POOL: &[char] = &[
+    'a', 'b', 'c', 'x', 'y', 'z', ' ', '\n', 'é', 'ß', '中', '文', '字', '😀', '𝄞', '🦀', '👍',
+];
+
+/// A random string of `1..=max_len` chars from [`POOL`].
+pub fn random_text(rng: &mut Rng, max_len: usize) -> String {
+    let n = rng.range(1, max_len);
+    (0..n).map(|_| POOL[rng.below(POOL.len())]).collect()
+}
+
+pub fn rid(n: u128) -> ReplicaId {
+    ReplicaId::from_u128(n)
+}
+
+pub fn text(doc: &Doc) -> String {
+    doc.text(FIELD).to_string()
+}
+
+/// A version vector as a plain map, to compare with the reference model.
+pub fn vv_map(v: &VersionVector) -> BTreeMap<u128, u64> {
+    v.iter().map(|(r, n)| (r.as_u128(), n)).collect()
+}
+
+/// Everything observable about a doc that a failed operation must leave unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub text: String,
+    pub version: VersionVector,
+    pub encoded: Vec<u8>,
+    pub pending: usize,
+}
+
+pub fn snapshot(doc: &Doc) -> Snapshot {
+    Snapshot {
+        text: text(doc),
+        version: doc.version().clone(),
+        encoded: doc.encode(),
+        pending: doc.pending_len(),
+    }
+}
+
+/// Inserts `s` at char `pos` in one committed transaction.
+pub fn insert(doc: &mut Doc, pos: usize, s: &str) {
+    let mut tx = doc.transact();
+    tx.text(FIELD).insert(pos, s).expect("insert in range");
+    tx.commit();
+}
+
+/// Deletes `n` chars at char `pos` in one committed transaction.
+pub fn delete(doc: &mut Doc, pos: usize, n: usize) {
+    let mut tx = doc.transact();
+    tx.text(FIELD).delete(pos, n).expect("delete in range");
+    tx.commit();
+}
+
+/// Makes `to` include everything `from` has (one delta).
+pub fn sync_into(to: &mut Doc, from: &Doc) {
+    let delta = from.encode_since(to.version());
+    to.apply_update(&delta).expect("valid delta applies");
+}
+
+/// Number of seeds for randomized tests: `CHORUS_SEEDS` or `default`.
+pub fn seeds(default: u64) -> u64 {
+    match std::env::var("CHORUS_SEEDS") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("CHORUS_SEEDS must be a number, got {s:?}")),
+        Err(_) => default,
+    }
+}
+
+/// First seed for randomized tests: `CHORUS_SEED_START` or 0 (to rerun one failing seed:
+/// `CHORUS_SEED_START=1234 CHORUS_SEEDS=1`).
+pub fn seed_start() -> u64 {
+    std::env::var("CHORUS_SEED_START")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
