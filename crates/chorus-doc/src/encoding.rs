@@ -12,9 +12,9 @@
 //! A run is one stretch of operations by one replica (see `PROTOCOL.md` for the
 //! per-run layout). Runs are in causal order. Integers are LEB128 varints; signed
 //! deltas are zigzag-encoded. Decoding never trusts a count: every count is checked
-//! against the bytes that remain, and a block may expand to at most
-//! [`MAX_EXPANSION`] times its stored size, so decoding allocates at most a small
-//! multiple of the input's size.
+//! against the bytes that remain, a block may expand to at most [`MAX_EXPANSION`]
+//! times its stored size, and all that decoding allocates (blocks and runs) stays
+//! under [`MAX_EXPANSION`] times the update's size (or 4 KiB for tiny updates).
 
 use std::sync::Arc;
 
@@ -369,17 +369,33 @@ impl<'a> Reader<'a> {
                 }
                 let raw_len = raw_len as usize;
                 let data = self.bytes(stored)?;
-                let out = miniz_oxide::inflate::decompress_to_vec_with_limit(data, raw_len)
-                    .map_err(|_| DecodeError::Malformed("compressed block is corrupt"))?;
-                if out.len() != raw_len {
-                    return Err(DecodeError::Malformed(
-                        "compressed block has the wrong length",
-                    ));
-                }
-                Ok(out)
+                inflate_exact(data, raw_len)
             }
             _ => Err(DecodeError::Malformed("unknown block codec")),
         }
+    }
+}
+
+/// Inflates raw DEFLATE `data` that must expand to exactly `raw_len` bytes, into one
+/// buffer of that size (the caller has bounded it by the input's size).
+fn inflate_exact(data: &[u8], raw_len: usize) -> Result<Vec<u8>, DecodeError> {
+    use miniz_oxide::inflate::TINFLStatus;
+    use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
+    let mut out = vec![0u8; raw_len];
+    let mut state = DecompressorOxide::new();
+    let (status, consumed, written) = decompress(
+        &mut state,
+        data,
+        &mut out,
+        0,
+        inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
+    );
+    match status {
+        TINFLStatus::Done if written == raw_len && consumed == data.len() => Ok(out),
+        TINFLStatus::Done | TINFLStatus::HasMoreOutput => Err(DecodeError::Malformed(
+            "compressed block has the wrong length",
+        )),
+        _ => Err(DecodeError::Malformed("compressed block is corrupt")),
     }
 }
 
@@ -416,6 +432,11 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
     }
     let meta = r.block()?;
     let content = r.block()?;
+    // Everything decoding allocates stays within a fixed multiple of the input.
+    let budget = bytes.len().saturating_mul(MAX_EXPANSION).max(4096);
+    if meta.len() + content.len() > budget {
+        return Err(DecodeError::Malformed("update expands too much"));
+    }
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));
     }
@@ -436,6 +457,9 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
     }
     if n_runs > cols[C_FLAGS].remaining() {
         return Err(DecodeError::Truncated);
+    }
+    if n_runs.saturating_mul(std::mem::size_of::<WireRun>()) > budget {
+        return Err(DecodeError::Malformed("update expands too much"));
     }
     let mut runs = Vec::with_capacity(n_runs);
     let mut expected_seq: Vec<u64> = vec![0; agents.len()];

@@ -641,7 +641,8 @@ impl Tree {
             }
         }
         let mut cur = cur;
-        if self.leaves[cur.leaf as usize].n as usize + 2 > LEAF_CAP {
+        let extra = 1 + usize::from(cur.off > 0);
+        if self.leaves[cur.leaf as usize].n as usize + extra > LEAF_CAP {
             cur = self.split_leaf(cur, index);
         }
         let leaf_id = cur.leaf;
@@ -671,7 +672,10 @@ impl Tree {
         let (moved, moved_counts, next) = {
             let l = &mut self.leaves[old as usize];
             let n = l.n as usize;
-            let half = n / 2;
+            // Appending at the end of a leaf (typing at the end of a document, or
+            // loading one in order) starts a fresh leaf and leaves this one full;
+            // anywhere else the leaf is halved.
+            let half = if cur.idx == n { n } else { n / 2 };
             let mut runs = [Run::default(); LEAF_CAP];
             runs[..n - half].copy_from_slice(&l.runs[half..n]);
             l.n = half as u8;
@@ -877,7 +881,8 @@ impl Tree {
             return take;
         }
         let mut cur = cur;
-        if self.leaves[cur.leaf as usize].n as usize + 2 > LEAF_CAP {
+        let extra = usize::from(cur.off > 0) + usize::from(take < r.len - cur.off);
+        if self.leaves[cur.leaf as usize].n as usize + extra > LEAF_CAP {
             cur = self.split_leaf(cur, index);
         }
         let leaf_id = cur.leaf;
