@@ -294,7 +294,9 @@ impl Doc {
     fn field_id(&mut self, name: &str) -> u32 {
         // Transactions mostly edit the field the previous one edited.
         if let Some(f) = self.fields.get(self.last_field as usize) {
-            if *f.name == *name {
+            // Names are short: an inline byte comparison beats a call to memcmp.
+            let (a, b) = (f.name.as_bytes(), name.as_bytes());
+            if a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y) {
                 return self.last_field;
             }
         }
@@ -748,6 +750,8 @@ impl Doc {
         let mut plan = Plan {
             state: vec![RunState::Waiting; total],
             skip: vec![0; total],
+            order: Vec::with_capacity(total),
+            kinds: Vec::with_capacity(new.iter().map(|r| r.len as usize).sum()),
             ..Plan::default()
         };
         // Lamport order is a causal order (when peers are honest), so one pass in it
@@ -944,6 +948,11 @@ impl Doc {
         }
         self.index.reserve(new_ops);
         self.log.entries.reserve(plan.order.len());
+        // Room for the runs the update may add, so leaves are not moved as they grow.
+        if let Some(&i) = plan.order.first() {
+            let f = self.field_id(&run_at(i).field);
+            self.fields[f as usize].tree.reserve(plan.order.len());
+        }
         for &i in &plan.order {
             let run = run_at(i);
             match plan.skip[i] {
@@ -1010,7 +1019,11 @@ impl Doc {
                 let lv = self.log.next_lv();
                 let byte_start = self.content.len() as u32;
                 self.content.push_str(content);
-                let utf16 = content.chars().map(|c| c.len_utf16() as u32).sum();
+                let utf16 = if content.len() == run.len as usize {
+                    run.len
+                } else {
+                    content.chars().map(|c| c.len_utf16() as u32).sum()
+                };
                 let r = Run {
                     lv,
                     len: run.len,
@@ -1046,16 +1059,15 @@ impl Doc {
                     .log
                     .find(&target.replica)
                     .expect("planned replica is known");
-                let ranges = self.log.lv_ranges(ta, lo, u64::from(run.len));
-                // One log entry per LV stretch of targets, in the run's own order.
+                // One log entry per LV stretch of targets, in the run's own order
+                // (mostly there is one stretch).
+                let mut ranges = self.log.lv_ranges(ta, lo, u64::from(run.len));
+                if backward {
+                    ranges.reverse();
+                }
                 let mut seq = run.seq;
                 let mut lamport = run.lamport;
-                let ordered: Vec<(Lv, u32)> = if backward {
-                    ranges.iter().rev().copied().collect()
-                } else {
-                    ranges.clone()
-                };
-                for (tlv, n) in ordered {
+                for (tlv, n) in ranges {
                     let first = if backward { tlv + n - 1 } else { tlv };
                     self.log.push(
                         agent,

@@ -89,6 +89,8 @@ pub(crate) struct OpLog {
     pub version: VersionVector,
     /// The highest Lamport timestamp seen (0 before any op; ops start at 1).
     pub max_lamport: u64,
+    /// Where in `version` the last refreshed replica's entry was.
+    version_hint: usize,
 }
 
 impl OpLog {
@@ -99,7 +101,11 @@ impl OpLog {
     /// Brings the version vector's entry for `agent` up to date.
     pub fn refresh_version(&mut self, agent: u32) {
         let a = &self.agents[agent as usize];
-        self.version.observe(a.id, a.next_seq());
+        let (id, next) = (a.id, a.next_seq());
+        if next > 0 {
+            self.version
+                .observe_hinted(id, next, &mut self.version_hint);
+        }
     }
 
     /// The index of replica `id`, if it is known here.
@@ -230,8 +236,8 @@ impl OpLog {
     }
 
     /// The LVs of ops `seq..seq + len` of `agent`, as LV ranges (all must be applied).
-    pub fn lv_ranges(&self, agent: u32, seq: u64, len: u64) -> Vec<(Lv, u32)> {
-        let mut out = Vec::new();
+    pub fn lv_ranges(&self, agent: u32, seq: u64, len: u64) -> smallvec_lite::Ranges {
+        let mut out = smallvec_lite::Ranges::default();
         let spans = &self.agents[agent as usize].spans;
         let mut i = spans.partition_point(|s| s.seq + u64::from(s.len) <= seq);
         let mut seq = seq;
@@ -291,5 +297,43 @@ impl OpLog {
             .map(|e| e.lamport + u64::from(e.len) - 1)
             .max()
             .unwrap_or(0);
+    }
+}
+
+pub(crate) mod smallvec_lite {
+    //! A list of LV ranges that holds the common single range without allocating.
+    use crate::tree::Lv;
+
+    #[derive(Debug, Default)]
+    pub struct Ranges {
+        first: Option<(Lv, u32)>,
+        rest: Vec<(Lv, u32)>,
+    }
+
+    impl Ranges {
+        pub fn push(&mut self, r: (Lv, u32)) {
+            if self.first.is_none() && self.rest.is_empty() {
+                self.first = Some(r);
+            } else {
+                if let Some(f) = self.first.take() {
+                    self.rest.push(f);
+                }
+                self.rest.push(r);
+            }
+        }
+
+        pub fn reverse(&mut self) {
+            self.rest.reverse();
+        }
+    }
+
+    impl IntoIterator for Ranges {
+        type Item = (Lv, u32);
+        type IntoIter =
+            std::iter::Chain<std::option::IntoIter<(Lv, u32)>, std::vec::IntoIter<(Lv, u32)>>;
+
+        fn into_iter(self) -> Self::IntoIter {
+            self.first.into_iter().chain(self.rest)
+        }
     }
 }

@@ -300,6 +300,12 @@ impl Tree {
         }
     }
 
+    /// Makes room for about `runs` more runs without moving the leaves.
+    pub fn reserve(&mut self, runs: usize) {
+        self.leaves.reserve(runs / (LEAF_CAP / 2) + 1);
+        self.nodes.reserve(runs / (LEAF_CAP / 2 * NODE_CAP / 2) + 1);
+    }
+
     pub fn total(&self) -> Counts {
         self.total
     }

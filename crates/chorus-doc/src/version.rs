@@ -60,6 +60,24 @@ impl VersionVector {
         }
     }
 
+    /// Like [`observe`](Self::observe), trying slot `*hint` first and leaving there
+    /// the slot of `replica`: a caller that keeps updating one replica's entry does
+    /// it without a search.
+    pub(crate) fn observe_hinted(&mut self, replica: ReplicaId, next: u64, hint: &mut usize) {
+        if let Some((r, n)) = self.entries.get_mut(*hint) {
+            if *r == replica {
+                if *n < next {
+                    *n = next;
+                }
+                return;
+            }
+        }
+        self.observe(replica, next);
+        if let Ok(i) = self.entries.binary_search_by(|(r, _)| r.cmp(&replica)) {
+            *hint = i;
+        }
+    }
+
     /// Whether the operation `id` has been seen.
     pub fn includes(&self, id: &OpId) -> bool {
         id.seq < self.get(&id.replica)
