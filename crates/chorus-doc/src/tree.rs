@@ -886,6 +886,9 @@ impl Tree {
         if r.deleted == deleted {
             return take;
         }
+        if self.move_to_neighbour(cur, take, deleted, content) {
+            return take;
+        }
         let mut cur = cur;
         let extra = usize::from(cur.off > 0) + usize::from(take < r.len - cur.off);
         if self.leaves[cur.leaf as usize].n as usize + extra > LEAF_CAP {
@@ -931,7 +934,52 @@ impl Tree {
         take
     }
 
-    /// Verifies the invariants listed in the module docs.
+    /// Backspacing and forward deletion: when the items to change end the run and
+    /// the next run (already in the new state) continues them, or start the run and
+    /// the previous run continues into them, they move to that neighbour in place of
+    /// splitting and merging. Returns whether it applied.
+    fn move_to_neighbour(&mut self, cur: Cur, take: u32, deleted: bool, content: &str) -> bool {
+        let l = &mut self.leaves[cur.leaf as usize];
+        let (idx, n) = (cur.idx, l.n as usize);
+        let r = l.runs[idx];
+        let continues = |a: &Run, b: &Run| {
+            a.lv + a.len == b.lv
+                && b.origin_left == b.lv - 1
+                && a.origin_right == b.origin_right
+                && a.byte_start + a.byte_len == b.byte_start
+        };
+        if cur.off > 0 && take == r.len - cur.off && idx + 1 < n {
+            let next = l.runs[idx + 1];
+            if next.deleted == deleted && continues(&r, &next) {
+                let mut head = r;
+                let tail = head.split(cur.off, content);
+                let mut moved = tail;
+                moved.deleted = deleted;
+                let (after, before) = (moved.counts(), tail.counts());
+                moved.append(&next);
+                l.runs[idx] = head;
+                l.runs[idx + 1] = moved;
+                self.propagate(cur.leaf, after, before);
+                return true;
+            }
+        }
+        if cur.off == 0 && take < r.len && idx > 0 {
+            let prev = l.runs[idx - 1];
+            if prev.deleted == deleted && continues(&prev, &r) {
+                let mut head = r;
+                let rest = head.split(take, content);
+                let before = head.counts();
+                head.deleted = deleted;
+                let after = head.counts();
+                l.runs[idx - 1].append(&head);
+                l.runs[idx] = rest;
+                self.propagate(cur.leaf, after, before);
+                return true;
+            }
+        }
+        false
+    }
+
     /// Records every item's leaf in `index`.
     pub fn fill_index(&self, index: &mut LvIndex) {
         let mut leaf = self.first_leaf;
@@ -944,6 +992,7 @@ impl Tree {
         }
     }
 
+    /// Verifies the invariants listed in the module docs.
     pub fn check(&self, index: &LvIndex) -> Result<(), String> {
         let sum = self.check_node(self.root, NONE)?;
         if sum != self.total {
