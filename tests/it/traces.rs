@@ -209,8 +209,8 @@ fn trace_friendsforever() {
 
 /// Replays with one replica per agent (ids `1..=num_agents`, as chorus-trace does) and
 /// returns two followers: one that pulled deltas from a random agent at random points,
-/// and one that received the transactions' updates newest first (in windows), so that
-/// most of them wait in its pending buffer.
+/// and one that received the transactions' updates newest first, so that all but the
+/// oldest wait in its pending buffer.
 fn concurrent_with_followers(name: &str, num_agents: usize, txns: &[ConcTxn]) -> (Doc, Doc) {
     let plan = schedule(num_agents, txns).unwrap_or_else(|e| panic!("{name}: schedule: {e:#}"));
     let mut agents: Vec<Doc> = (0..num_agents)
@@ -265,17 +265,19 @@ fn concurrent_with_followers(name: &str, num_agents: usize, txns: &[ConcTxn]) ->
     }
     assert!(deltas > 10, "{name}: only {deltas} cut points");
 
-    // Newest first within windows of transactions: the whole history at once is a
-    // test of the pending buffer's speed (see `pending` for its behaviour), this keeps
-    // the run short while every window still waits on its oldest update.
+    // The whole history newest first: every update but the last waits in the pending
+    // buffer, and the oldest one unblocks them all.
     let mut reversed = Doc::new(rid(101));
-    let window = 256;
-    for start in (0..updates.len()).step_by(window) {
-        let end = (start + window).min(updates.len());
-        for t in (start..end).rev() {
-            reversed
-                .apply_update(&updates[t])
-                .unwrap_or_else(|e| panic!("{name}: update {t} delivered newest first: {e}"));
+    for t in (0..updates.len()).rev() {
+        reversed
+            .apply_update(&updates[t])
+            .unwrap_or_else(|e| panic!("{name}: update {t} delivered newest first: {e}"));
+        if t > 0 {
+            assert_eq!(
+                reversed.version().total_ops(),
+                0,
+                "{name}: nothing applies early"
+            );
         }
     }
     assert_eq!(reversed.pending_len(), 0, "{name}: all unblocked");

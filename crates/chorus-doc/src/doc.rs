@@ -1,6 +1,6 @@
 //! The document: fields, transactions, sync entry points.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub struct Doc {
     fields: Vec<Field>,
     field_index: HashMap<Arc<str>, u32>,
     pending: Vec<WireRun>,
+    /// (replica, seq, len) of every waiting run, to skip exact copies cheaply.
+    pending_keys: HashSet<(ReplicaId, u64, u32)>,
     pending_ops: usize,
     pending_limit: usize,
     /// The field the last `field_id` call named.
@@ -127,6 +129,7 @@ impl Doc {
             fields: Vec::new(),
             field_index: HashMap::new(),
             pending: Vec::new(),
+            pending_keys: HashSet::new(),
             pending_ops: 0,
             pending_limit: DEFAULT_PENDING_LIMIT,
             last_field: 0,
@@ -270,6 +273,14 @@ impl Doc {
             return err(format!(
                 "trees hold {items} items, log has {inserted} inserts"
             ));
+        }
+        if self.pending.len() != self.pending_keys.len()
+            || self
+                .pending
+                .iter()
+                .any(|r| !self.pending_keys.contains(&pending_key(r)))
+        {
+            return err("pending keys are wrong".into());
         }
         let pending: usize = self.pending.iter().map(|r| r.len as usize).sum();
         if pending != self.pending_ops {
@@ -904,6 +915,15 @@ impl Doc {
     }
 
     fn apply_runs(&mut self, new: Vec<WireRun>) -> Result<ApplyReport, DecodeError> {
+        if !self.pending.is_empty() {
+            // When none of the update can apply yet, nothing that waits can either:
+            // the update only joins the waiting runs, at a cost in its own size (a
+            // backlog delivered newest first stays linear).
+            let probe = self.plan(&[], &new)?;
+            if probe.order.is_empty() {
+                return self.add_pending(new, &probe);
+            }
+        }
         // Planning reads the pending runs without changing them, so a refused update
         // puts them back as they were.
         let old = std::mem::take(&mut self.pending);
@@ -990,8 +1010,50 @@ impl Doc {
                 _ => {}
             }
         }
+        self.pending_keys = pending.iter().map(pending_key).collect();
         self.pending = pending;
         self.pending_ops = plan.pending_ops;
+        Ok(report)
+    }
+
+    /// Adds the runs of an update of which nothing can apply to the waiting runs,
+    /// skipping exact copies of runs already waiting.
+    fn add_pending(&mut self, new: Vec<WireRun>, probe: &Plan) -> Result<ApplyReport, DecodeError> {
+        let mut report = ApplyReport::default();
+        let mut added = Vec::new();
+        let mut added_ops = 0usize;
+        for (i, run) in new.into_iter().enumerate() {
+            let skip = probe.skip[i];
+            match probe.state[i] {
+                RunState::Waiting => {
+                    report.duplicate += u64::from(skip);
+                    let mut run = run;
+                    run.trim_front(skip);
+                    if !self.pending_keys.contains(&pending_key(&run)) {
+                        added_ops += run.len as usize;
+                        added.push(run);
+                    }
+                }
+                RunState::Done => report.duplicate += u64::from(run.len),
+                RunState::Planned | RunState::Rejected => {}
+            }
+        }
+        let total = self.pending_ops + added_ops;
+        if total > self.pending_limit {
+            return Err(DecodeError::PendingOverflow {
+                pending: total,
+                limit: self.pending_limit,
+            });
+        }
+        for run in added {
+            if self.pending_keys.insert(pending_key(&run)) {
+                self.pending.push(run);
+            } else {
+                added_ops -= run.len as usize;
+            }
+        }
+        self.pending_ops += added_ops;
+        report.pending = self.pending_ops as u64;
         Ok(report)
     }
 
@@ -1193,6 +1255,10 @@ fn push_coalesced(out: &mut Vec<WireRun>, run: WireRun) {
         }
     }
     out.push(run);
+}
+
+fn pending_key(run: &WireRun) -> (ReplicaId, u64, u32) {
+    (run.replica, run.seq, run.len)
 }
 
 #[derive(Debug)]
