@@ -622,7 +622,7 @@ impl Doc {
         let k = lo - e.lv;
         let replica = self.log.agents[e.agent as usize].id;
         let field = self.fields[e.field as usize].name.clone();
-        let seq = e.seq + u64::from(k);
+        let seq = self.log.id_of(lo).1;
         let lamport = e.lamport + u64::from(k);
         match e.op {
             Op::Insert {

@@ -33,7 +33,6 @@ pub(crate) struct Entry {
     pub lv: Lv,
     pub len: u32,
     pub agent: u32,
-    pub seq: u64,
     pub lamport: u64,
     pub field: u32,
     pub op: Op,
@@ -139,10 +138,18 @@ impl OpLog {
         let lv = self.next_lv();
         debug_assert_eq!(seq, self.agents[agent as usize].next_seq());
         let ag = &mut self.agents[agent as usize];
-        match ag.spans.last_mut() {
-            Some(s) if s.lv + s.len == lv && s.seq + u64::from(s.len) == seq => s.len += len,
-            _ => ag.spans.push(SeqSpan { seq, lv, len }),
-        }
+        // The op continues the replica's previous one here exactly when its span
+        // grows; only then may it join the last entry.
+        let continues = match ag.spans.last_mut() {
+            Some(s) if s.lv + s.len == lv && s.seq + u64::from(s.len) == seq => {
+                s.len += len;
+                true
+            }
+            _ => {
+                ag.spans.push(SeqSpan { seq, lv, len });
+                false
+            }
+        };
         // The local replica's entry is refreshed once per transaction instead.
         if agent != LOCAL {
             let id = ag.id;
@@ -151,7 +158,7 @@ impl OpLog {
         self.max_lamport = self.max_lamport.max(lamport + u64::from(len) - 1);
         if let Some(last) = self.entries.last_mut() {
             if last.agent == agent
-                && last.seq + u64::from(last.len) == seq
+                && continues
                 && last.lamport + u64::from(last.len) == lamport
                 && last.field == field
             {
@@ -209,7 +216,6 @@ impl OpLog {
             lv,
             len,
             agent,
-            seq,
             lamport,
             field,
             op,
@@ -224,7 +230,9 @@ impl OpLog {
     /// The replica and seq of operation `lv`.
     pub fn id_of(&self, lv: Lv) -> (u32, u64) {
         let e = &self.entries[self.entry_index(lv)];
-        (e.agent, e.seq + u64::from(lv - e.lv))
+        let spans = &self.agents[e.agent as usize].spans;
+        let s = spans[spans.partition_point(|s| s.lv + s.len <= lv)];
+        (e.agent, s.seq + u64::from(lv - s.lv))
     }
 
     /// The LV of operation `seq` of `agent`, if applied here.
