@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::encoding::{self, WireOp, WireRun};
+use crate::encoding::{self, OpRef, RunRef, WireOp, WireRun};
 use crate::ids::ReplicaIndex;
 use crate::oplog::{Entry, Op, OpLog};
 use crate::tree::{Cur, Lv, LvIndex, NONE, Run, Tree, Unit};
@@ -143,6 +143,100 @@ impl Doc {
         Ok(doc)
     }
 
+    /// Applies an update to this empty document run by run as it is decoded, with
+    /// no planning: the fast way to load a full state, whose runs are in causal
+    /// order. `Ok(false)` when a run cannot apply in order (the caller starts over
+    /// with a fresh document and the general path); on `Err` too the document must
+    /// be thrown away.
+    fn load_in_order(&mut self, bytes: &[u8]) -> Result<bool, DecodeError> {
+        self.ensure_index();
+        let empty = Plan::default();
+        let sizes = std::cell::Cell::new((0, 0));
+        let ordered = encoding::decode_each(
+            bytes,
+            |runs, text| sizes.set((runs, text)),
+            |run| {
+                if self.fields.is_empty() {
+                    // Room for everything, so nothing is moved as it grows.
+                    let (runs, text) = sizes.get();
+                    self.log.entries.reserve(runs);
+                    self.content.reserve(text);
+                    let f = self.field_id(run.field);
+                    self.fields[f as usize].tree.reserve(runs);
+                }
+                let next = self
+                    .log
+                    .find(&run.replica)
+                    .map_or(0, |a| self.log.agents[a as usize].next_seq());
+                if run.seq != next {
+                    return Ok(false);
+                }
+                let code = self
+                    .fields
+                    .iter()
+                    .position(|f| f.name == *run.field)
+                    .map_or(u32::MAX, |f| f as u32);
+                let wanted =
+                    |doc: &Doc, id: OpId, max: u64| doc.known_inserts(&empty, id, code, max);
+                match run.op {
+                    OpRef::Insert {
+                        left,
+                        right,
+                        content,
+                    } => {
+                        for o in [left, right].into_iter().flatten() {
+                            match wanted(self, o, 1) {
+                                None => return Ok(false),
+                                Some(0) => {
+                                    return Err(DecodeError::InvalidReference(
+                                        "an origin is not a char of the same field",
+                                    ));
+                                }
+                                Some(_) => {}
+                            }
+                        }
+                        if !self.ensure_capacity(run.len as usize, content.len()) {
+                            return Err(DecodeError::TooLarge);
+                        }
+                    }
+                    OpRef::Delete { target, backward } => {
+                        let lo = if backward {
+                            target.seq - u64::from(run.len - 1)
+                        } else {
+                            target.seq
+                        };
+                        let hi = lo + u64::from(run.len);
+                        let known = self
+                            .log
+                            .find(&target.replica)
+                            .map_or(0, |a| self.log.agents[a as usize].next_seq());
+                        if known < hi {
+                            return Ok(false);
+                        }
+                        let mut seq = lo;
+                        while seq < hi {
+                            match wanted(self, OpId::new(target.replica, seq), hi - seq) {
+                                Some(0) | None => {
+                                    return Err(DecodeError::InvalidReference(
+                                        "a delete targets something that is not a char of the same field",
+                                    ));
+                                }
+                                Some(n) => seq += n,
+                            }
+                        }
+                        if !self.ensure_capacity(run.len as usize, 0) {
+                            return Err(DecodeError::TooLarge);
+                        }
+                    }
+                }
+                self.apply_run(run);
+                Ok(true)
+            },
+        )?;
+        self.log.refresh_version(self.me);
+        Ok(ordered)
+    }
+
     /// This replica's id.
     pub fn replica_id(&self) -> ReplicaId {
         self.replica
@@ -200,6 +294,21 @@ impl Doc {
     /// [pending limit](Self::set_pending_limit)) and are applied as soon as they can be.
     /// On error nothing changed.
     pub fn apply_update(&mut self, update: &[u8]) -> Result<ApplyReport, DecodeError> {
+        if self.log.next_lv() == 0 && self.pending.is_empty() && self.fields.is_empty() {
+            // An empty document (loading a full state): apply while decoding, and
+            // start over empty if that does not work out.
+            let limit = self.pending_limit;
+            let loaded = self.load_in_order(update);
+            if let Ok(true) = loaded {
+                return Ok(ApplyReport {
+                    applied: self.version().total_ops(),
+                    ..ApplyReport::default()
+                });
+            }
+            *self = Doc::new(self.replica);
+            self.pending_limit = limit;
+            loaded?;
+        }
         let runs = encoding::decode_runs(update)?;
         self.apply_runs(runs)
     }
@@ -976,11 +1085,11 @@ impl Doc {
         for &i in &plan.order {
             let run = run_at(i);
             match plan.skip[i] {
-                0 => self.apply_run(run),
+                0 => self.apply_run(run.as_ref()),
                 k => {
                     let mut run = run.clone();
                     run.trim_front(k);
-                    self.apply_run(&run);
+                    self.apply_run(run.as_ref());
                 }
             }
         }
@@ -1067,14 +1176,14 @@ impl Doc {
             .expect("planned dependency is applied")
     }
 
-    fn apply_run(&mut self, run: &WireRun) {
-        let field = self.field_id(&run.field);
+    fn apply_run(&mut self, run: RunRef<'_>) {
+        let field = self.field_id(run.field);
         let agent = self.log.intern(run.replica);
         match run.op {
-            WireOp::Insert {
+            OpRef::Insert {
                 left,
                 right,
-                ref content,
+                content,
             } => {
                 let origin_left = left.map_or(NONE, |id| self.lv_of_id(id));
                 let origin_right = right.map_or(NONE, |id| self.lv_of_id(id));
@@ -1111,7 +1220,7 @@ impl Doc {
                 );
                 self.integrate_insert(field, r, run.replica);
             }
-            WireOp::Delete { target, backward } => {
+            OpRef::Delete { target, backward } => {
                 let lo = if backward {
                     target.seq - u64::from(run.len - 1)
                 } else {

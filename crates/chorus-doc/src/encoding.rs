@@ -406,6 +406,106 @@ fn checked_seq(base: u64, delta: u64) -> Result<u64, DecodeError> {
 
 /// Decodes an update into runs. Nothing is applied; every structural error is found here.
 pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
+    let n = std::cell::Cell::new(0);
+    let mut runs = Vec::new();
+    decode_each(
+        bytes,
+        |count, _| n.set(count),
+        |run| {
+            if runs.is_empty() {
+                runs.reserve_exact(n.get());
+            }
+            runs.push(run.to_owned());
+            Ok(true)
+        },
+    )?;
+    Ok(runs)
+}
+
+/// One run as decoded, borrowing the update's text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunRef<'a> {
+    pub replica: ReplicaId,
+    pub seq: u64,
+    pub lamport: u64,
+    pub len: u32,
+    pub field: &'a Arc<str>,
+    pub op: OpRef<'a>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OpRef<'a> {
+    Insert {
+        left: Option<OpId>,
+        right: Option<OpId>,
+        content: &'a str,
+    },
+    Delete {
+        target: OpId,
+        backward: bool,
+    },
+}
+
+impl RunRef<'_> {
+    fn to_owned(self) -> WireRun {
+        WireRun {
+            replica: self.replica,
+            seq: self.seq,
+            lamport: self.lamport,
+            len: self.len,
+            field: self.field.clone(),
+            op: match self.op {
+                OpRef::Insert {
+                    left,
+                    right,
+                    content,
+                } => WireOp::Insert {
+                    left,
+                    right,
+                    content: content.to_owned(),
+                },
+                OpRef::Delete { target, backward } => WireOp::Delete { target, backward },
+            },
+        }
+    }
+}
+
+impl WireRun {
+    pub fn as_ref(&self) -> RunRef<'_> {
+        RunRef {
+            replica: self.replica,
+            seq: self.seq,
+            lamport: self.lamport,
+            len: self.len,
+            field: &self.field,
+            op: match &self.op {
+                WireOp::Insert {
+                    left,
+                    right,
+                    content,
+                } => OpRef::Insert {
+                    left: *left,
+                    right: *right,
+                    content,
+                },
+                WireOp::Delete { target, backward } => OpRef::Delete {
+                    target: *target,
+                    backward: *backward,
+                },
+            },
+        }
+    }
+}
+
+/// Decodes an update and hands each run to `each` in order, after `count` was told
+/// how many there are and how many bytes of text they carry. `each` returns `Ok(false)` to stop early (then so does this).
+/// Structural errors anywhere in the update are found, but those past the last run
+/// only once every run was handed out.
+pub(crate) fn decode_each(
+    bytes: &[u8],
+    count: impl FnOnce(usize, usize),
+    mut each: impl FnMut(RunRef<'_>) -> Result<bool, DecodeError>,
+) -> Result<bool, DecodeError> {
     let mut r = Reader::new(bytes);
     if r.bytes(4).map_err(|_| DecodeError::BadMagic)? != MAGIC {
         return Err(DecodeError::BadMagic);
@@ -461,7 +561,7 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
     if n_runs.saturating_mul(std::mem::size_of::<WireRun>()) > budget {
         return Err(DecodeError::Malformed("update expands too much"));
     }
-    let mut runs = Vec::with_capacity(n_runs);
+    count(n_runs, content.len());
     let mut expected_seq: Vec<u64> = vec![0; agents.len()];
     let mut agent = usize::MAX;
     let mut field = usize::MAX;
@@ -540,10 +640,10 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
                     }
                 };
                 content_pos += n;
-                WireOp::Insert {
+                OpRef::Insert {
                     left,
                     right,
-                    content: rest[..n].to_owned(),
+                    content: &rest[..n],
                 }
             }
             k @ (KIND_DELETE | KIND_DELETE_BACK) => {
@@ -565,21 +665,24 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
                 if !ok {
                     return Err(DecodeError::Malformed("delete target out of range"));
                 }
-                WireOp::Delete {
+                OpRef::Delete {
                     target: OpId::new(agents[t], tseq),
                     backward,
                 }
             }
             _ => return Err(DecodeError::Malformed("unknown run kind")),
         };
-        runs.push(WireRun {
+        let run = RunRef {
             replica,
             seq,
             lamport,
             len,
-            field: fields[field].clone(),
+            field: &fields[field],
             op,
-        });
+        };
+        if !each(run)? {
+            return Ok(false);
+        }
     }
     if cols.iter().any(|c| c.remaining() != 0) {
         return Err(DecodeError::Malformed("bytes left after the last run"));
@@ -587,7 +690,7 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
     if content_pos != content.len() {
         return Err(DecodeError::Malformed("content left after the last run"));
     }
-    Ok(runs)
+    Ok(true)
 }
 
 /// `x - seq` was written as `zigzag(seq - x)`; reading it back as a delta to add
