@@ -161,6 +161,8 @@ impl Doc {
                     let (runs, text) = sizes.get();
                     self.log.entries.reserve(runs);
                     self.content.reserve(text);
+                    // Every inserted char takes an LV; deletes take more.
+                    self.index.reserve(text + text / 2);
                     let f = self.field_id(run.field);
                     self.fields[f as usize].tree.reserve(runs);
                 }
@@ -837,12 +839,25 @@ impl Doc {
             let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
             if let Some(s) = spans.get(i).filter(|s| s.seq <= id.seq) {
                 let lv = s.lv + (id.seq - s.seq) as u32;
+                let span_left = s.seq + u64::from(s.len) - id.seq;
+                if self.index.is_on() && self.fields.len() == 1 {
+                    // One field: the index tells inserts (which have a leaf) from
+                    // deletes without searching the log.
+                    if code != 0 {
+                        return Some(0);
+                    }
+                    let limit = span_left.min(max);
+                    let mut n = 0;
+                    while n < limit && self.index.get(lv + n as u32).is_some() {
+                        n += 1;
+                    }
+                    return Some(n);
+                }
                 let e = &self.log.entries[self.log.entry_index(lv)];
                 if !matches!(e.op, Op::Insert { .. }) || e.field != code {
                     return Some(0);
                 }
                 // Within the entry and the replica's span, ids stay consecutive.
-                let span_left = s.seq + u64::from(s.len) - id.seq;
                 return Some(u64::from(e.end() - lv).min(span_left).min(max));
             }
         }

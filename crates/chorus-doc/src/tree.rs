@@ -204,6 +204,11 @@ impl LvIndex {
         self.on
     }
 
+    /// The leaf of `lv` if it is an item (not a delete op, not past the end).
+    pub fn get(&self, lv: Lv) -> Option<u32> {
+        self.leaves.get(lv as usize).copied().filter(|&l| l != NONE)
+    }
+
     /// The leaf of item `lv` (the index must be on).
     pub fn leaf(&self, lv: Lv) -> u32 {
         debug_assert!(self.on);
