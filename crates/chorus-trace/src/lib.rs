@@ -198,6 +198,17 @@ struct RawTrace {
     txns: Vec<RawTxn>,
 }
 
+/// A copy of `patches` with exactly their size, allocated one after the other.
+fn compact(patches: &[Patch]) -> Vec<Patch> {
+    let mut out = Vec::with_capacity(patches.len());
+    out.extend(patches.iter().map(|p| Patch {
+        pos: p.pos,
+        del: p.del,
+        ins: p.ins.as_str().to_owned(),
+    }));
+    out
+}
+
 #[derive(Deserialize)]
 struct RawTxn {
     #[serde(default)]
@@ -208,6 +219,10 @@ struct RawTxn {
 }
 
 impl RawTrace {
+    /// Builds the trace in fresh memory, every transaction's patches and text right
+    /// after the previous one's: replaying reads them in order, and the layout the
+    /// JSON parser left (vectors with spare room, scattered strings) would add the
+    /// same cache misses to every engine's time.
     fn into_trace(self) -> anyhow::Result<Trace> {
         let trace = match self.kind.as_deref() {
             None | Some("sequential") => Trace::Sequential {
@@ -215,8 +230,10 @@ impl RawTrace {
                 end: self.end_content,
                 txns: self
                     .txns
-                    .into_iter()
-                    .map(|t| SeqTxn { patches: t.patches })
+                    .iter()
+                    .map(|t| SeqTxn {
+                        patches: compact(&t.patches),
+                    })
                     .collect(),
             },
             Some("concurrent") => {
@@ -225,17 +242,18 @@ impl RawTrace {
                     .context("concurrent trace has no `numAgents`")?;
                 let txns = self
                     .txns
-                    .into_iter()
+                    .iter()
                     .enumerate()
                     .map(|(i, t)| {
                         Ok(ConcTxn {
                             parents: t
                                 .parents
+                                .clone()
                                 .with_context(|| format!("transaction {i} has no `parents`"))?,
                             agent: t
                                 .agent
                                 .with_context(|| format!("transaction {i} has no `agent`"))?,
-                            patches: t.patches,
+                            patches: compact(&t.patches),
                         })
                     })
                     .collect::<anyhow::Result<_>>()?;
