@@ -474,6 +474,7 @@ impl Doc {
         let origin_left = tree.item_before(cur);
         let lv = self.log.next_lv();
         let byte_start = self.content.len() as u32;
+        crate::grow::reserve_str(&mut self.content, text.len());
         self.content.push_str(text);
         let run = Run {
             lv,
@@ -1204,6 +1205,7 @@ impl Doc {
                 let origin_right = right.map_or(NONE, |id| self.lv_of_id(id));
                 let lv = self.log.next_lv();
                 let byte_start = self.content.len() as u32;
+                crate::grow::reserve_str(&mut self.content, content.len());
                 self.content.push_str(content);
                 let utf16 = if content.len() == run.len as usize {
                     run.len

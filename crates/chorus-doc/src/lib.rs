@@ -38,6 +38,7 @@
 mod doc;
 mod encoding;
 mod error;
+mod grow;
 mod ids;
 mod oplog;
 mod tree;

@@ -212,6 +212,7 @@ impl OpLog {
                 }
             }
         }
+        crate::grow::reserve_one(&mut self.entries);
         self.entries.push(Entry {
             lv,
             len,

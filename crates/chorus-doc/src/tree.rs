@@ -719,6 +719,7 @@ impl Tree {
         }
         let parent = moved.parent;
         let half = self.leaves[old as usize].n as usize;
+        crate::grow::reserve_one(&mut self.leaves);
         self.leaves.push(moved);
         self.insert_child(parent, old, new_id, moved_counts);
         if cur.idx >= half {
@@ -763,6 +764,7 @@ impl Tree {
         ccounts[..n - half].copy_from_slice(&node.counts[half..n]);
         node.n = half as u8;
         let grand = node.parent;
+        crate::grow::reserve_one(&mut self.nodes);
         self.nodes.push(Node {
             children,
             counts: ccounts,
@@ -805,6 +807,7 @@ impl Tree {
             children[1] = new_node_id;
             ccounts[0] = old_total;
             ccounts[1] = new_total;
+            crate::grow::reserve_one(&mut self.nodes);
             self.nodes.push(Node {
                 children,
                 counts: ccounts,
