@@ -136,7 +136,7 @@ fn unzigzag(v: u64) -> i64 {
 
 fn put_block(out: &mut Vec<u8>, raw: &[u8]) {
     if raw.len() >= COMPRESS_MIN {
-        let packed = miniz_oxide::deflate::compress_to_vec(raw, 6);
+        let packed = deflate(raw);
         if packed.len() < raw.len() && raw.len() <= packed.len() * MAX_EXPANSION {
             out.push(1);
             put_varint(out, raw.len() as u64);
@@ -376,26 +376,36 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Raw DEFLATE (RFC 1951) of `raw`, at the default level.
+fn deflate(raw: &[u8]) -> Vec<u8> {
+    let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(raw.len() / 2 + 64);
+    loop {
+        let before_in = c.total_in() as usize;
+        match c.compress_vec(&raw[before_in..], &mut out, flate2::FlushCompress::Finish) {
+            Ok(flate2::Status::StreamEnd) => return out,
+            Ok(_) => out.reserve(out.capacity().max(64)),
+            // Compressing in memory cannot fail; keep the data stored if it does.
+            Err(_) => return raw.to_vec(),
+        }
+    }
+}
+
 /// Inflates raw DEFLATE `data` that must expand to exactly `raw_len` bytes, into one
 /// buffer of that size (the caller has bounded it by the input's size).
 fn inflate_exact(data: &[u8], raw_len: usize) -> Result<Vec<u8>, DecodeError> {
-    use miniz_oxide::inflate::TINFLStatus;
-    use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
     let mut out = vec![0u8; raw_len];
-    let mut state = DecompressorOxide::new();
-    let (status, consumed, written) = decompress(
-        &mut state,
-        data,
-        &mut out,
-        0,
-        inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
-    );
-    match status {
-        TINFLStatus::Done if written == raw_len && consumed == data.len() => Ok(out),
-        TINFLStatus::Done | TINFLStatus::HasMoreOutput => Err(DecodeError::Malformed(
+    let mut d = flate2::Decompress::new(false);
+    match d.decompress(data, &mut out, flate2::FlushDecompress::Finish) {
+        Ok(flate2::Status::StreamEnd)
+            if d.total_out() as usize == raw_len && d.total_in() as usize == data.len() =>
+        {
+            Ok(out)
+        }
+        Ok(_) => Err(DecodeError::Malformed(
             "compressed block has the wrong length",
         )),
-        _ => Err(DecodeError::Malformed("compressed block is corrupt")),
+        Err(_) => Err(DecodeError::Malformed("compressed block is corrupt")),
     }
 }
 
