@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use chorus_doc::Doc;
-use chorus_trace::{ConcTxn, FIELD, SeqTxn, Trace, describe_mismatch, load, schedule};
+use chorus_trace::{ConcTxn, FIELD, Patch, SeqTxn, Trace, describe_mismatch, load, schedule};
 
 use crate::util::{Rng, rid};
 
@@ -126,9 +126,14 @@ fn sequential(name: &str) {
 }
 
 fn apply_seq_txn(doc: &mut Doc, txn: &SeqTxn, name: &str, t: usize) {
+    apply_patches(doc, &txn.patches, name, t);
+}
+
+/// Applies one transaction's patches in one Chorus transaction.
+fn apply_patches(doc: &mut Doc, patches: &[Patch], name: &str, t: usize) {
     let mut tx = doc.transact();
     let mut text = tx.text(FIELD);
-    for p in &txn.patches {
+    for p in patches {
         if p.del > 0 {
             text.delete(p.pos, p.del)
                 .unwrap_or_else(|e| panic!("{name}: transaction {t}: delete: {e}"));
@@ -228,19 +233,7 @@ fn concurrent_with_followers(name: &str, num_agents: usize, txns: &[ConcTxn]) ->
                 .unwrap_or_else(|e| panic!("{name}: transaction {t}: update {i}: {e}"));
         }
         let version = doc.version().clone();
-        let mut tx = doc.transact();
-        let mut text = tx.text(FIELD);
-        for p in &txn.patches {
-            if p.del > 0 {
-                text.delete(p.pos, p.del)
-                    .unwrap_or_else(|e| panic!("{name}: transaction {t}: delete: {e}"));
-            }
-            if !p.ins.is_empty() {
-                text.insert(p.pos, &p.ins)
-                    .unwrap_or_else(|e| panic!("{name}: transaction {t}: insert: {e}"));
-            }
-        }
-        tx.commit();
+        apply_patches(doc, &txn.patches, name, t);
         updates.push(doc.encode_since(&version));
 
         if rng.below(gap) == 0 {

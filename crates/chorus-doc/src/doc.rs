@@ -166,11 +166,7 @@ impl Doc {
                     let f = self.field_id(run.field);
                     self.fields[f as usize].tree.reserve(runs);
                 }
-                let next = self
-                    .log
-                    .find(&run.replica)
-                    .map_or(0, |a| self.log.agents[a as usize].next_seq());
-                if run.seq != next {
+                if run.seq != self.next_seq_of(&empty, run.replica) {
                     return Ok(false);
                 }
                 let code = self
@@ -178,58 +174,17 @@ impl Doc {
                     .iter()
                     .position(|f| f.name == *run.field)
                     .map_or(u32::MAX, |f| f as u32);
-                let wanted =
-                    |doc: &Doc, id: OpId, max: u64| doc.known_inserts(&empty, id, code, max);
-                match run.op {
-                    OpRef::Insert {
-                        left,
-                        right,
-                        content,
-                    } => {
-                        for o in [left, right].into_iter().flatten() {
-                            match wanted(self, o, 1) {
-                                None => return Ok(false),
-                                Some(0) => {
-                                    return Err(DecodeError::InvalidReference(
-                                        "an origin is not a char of the same field",
-                                    ));
-                                }
-                                Some(_) => {}
-                            }
-                        }
-                        if !self.ensure_capacity(run.len as usize, content.len()) {
-                            return Err(DecodeError::TooLarge);
-                        }
-                    }
-                    OpRef::Delete { target, backward } => {
-                        let lo = if backward {
-                            target.seq - u64::from(run.len - 1)
-                        } else {
-                            target.seq
-                        };
-                        let hi = lo + u64::from(run.len);
-                        let known = self
-                            .log
-                            .find(&target.replica)
-                            .map_or(0, |a| self.log.agents[a as usize].next_seq());
-                        if known < hi {
-                            return Ok(false);
-                        }
-                        let mut seq = lo;
-                        while seq < hi {
-                            match wanted(self, OpId::new(target.replica, seq), hi - seq) {
-                                Some(0) | None => {
-                                    return Err(DecodeError::InvalidReference(
-                                        "a delete targets something that is not a char of the same field",
-                                    ));
-                                }
-                                Some(n) => seq += n,
-                            }
-                        }
-                        if !self.ensure_capacity(run.len as usize, 0) {
-                            return Err(DecodeError::TooLarge);
-                        }
-                    }
+                match self.ready(&empty, run, 0, code) {
+                    Readiness::Ready => {}
+                    Readiness::Waiting => return Ok(false),
+                    Readiness::Invalid(why) => return Err(DecodeError::InvalidReference(why)),
+                }
+                let bytes = match run.op {
+                    OpRef::Insert { content, .. } => content.len(),
+                    OpRef::Delete { .. } => 0,
+                };
+                if !self.ensure_capacity(run.len as usize, bytes) {
+                    return Err(DecodeError::TooLarge);
                 }
                 self.apply_run(run);
                 Ok(true)
@@ -871,8 +826,13 @@ impl Doc {
     }
 
     fn next_seq_of(&self, plan: &Plan, replica: ReplicaId) -> u64 {
-        plan.next_seq(replica)
-            .unwrap_or_else(|| self.log.version.get(&replica))
+        // From the replica's spans, not the version vector: the local replica's entry
+        // there is only refreshed once per transaction or update.
+        plan.next_seq(replica).unwrap_or_else(|| {
+            self.log
+                .find(&replica)
+                .map_or(0, |a| self.log.agents[a as usize].next_seq())
+        })
     }
 
     /// Decides which runs can be applied now, in a causal order, without changing
@@ -968,7 +928,7 @@ impl Doc {
             let skip = (next - run.seq) as u32;
             plan.skip[i] = skip;
             let code = self.field_code(plan, &run.field);
-            match self.ready(plan, run, skip, code) {
+            match self.ready(plan, run.as_ref(), skip, code) {
                 Readiness::Ready => {
                     plan.add(i, run, skip, code);
                     progress = true;
@@ -987,15 +947,15 @@ impl Doc {
     }
 
     /// Whether `run` without its first `skip` ops can be applied once `plan` is.
-    fn ready(&self, plan: &Plan, run: &WireRun, skip: u32, code: u32) -> Readiness {
-        match &run.op {
-            WireOp::Insert { left, right, .. } => {
+    fn ready(&self, plan: &Plan, run: RunRef<'_>, skip: u32, code: u32) -> Readiness {
+        match run.op {
+            OpRef::Insert { left, right, .. } => {
                 let left = if skip > 0 {
                     Some(OpId::new(run.replica, run.seq + u64::from(skip) - 1))
                 } else {
-                    *left
+                    left
                 };
-                for o in [left, *right].into_iter().flatten() {
+                for o in [left, right].into_iter().flatten() {
                     match self.known_inserts(plan, o, code, 1) {
                         None => return Readiness::Waiting,
                         Some(0) => {
@@ -1006,14 +966,14 @@ impl Doc {
                 }
                 Readiness::Ready
             }
-            WireOp::Delete { target, backward } => {
+            OpRef::Delete { target, backward } => {
                 // The targets of the whole run, then of the ops left after `skip`.
-                let (mut lo, mut hi) = if *backward {
+                let (mut lo, mut hi) = if backward {
                     (target.seq - u64::from(run.len - 1), target.seq + 1)
                 } else {
                     (target.seq, target.seq + u64::from(run.len))
                 };
-                if *backward {
+                if backward {
                     hi -= u64::from(skip);
                 } else {
                     lo += u64::from(skip);
