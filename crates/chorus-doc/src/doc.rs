@@ -1,22 +1,26 @@
 //! The document: fields, transactions, sync entry points.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::encoding::{self, OpRef, RunRef, WireOp, WireRun};
+use crate::encoding::{self, Content, ContentRef, OpRef, RunRef, WireOp, WireRun};
 use crate::ids::ReplicaIndex;
-use crate::oplog::{Entry, Op, OpLog};
+use crate::merge::MergeRule;
+use crate::oplog::{Atom, Entry, Op, OpLog};
 use crate::tree::{Cur, Lv, LvIndex, NONE, Run, Tree, Unit};
-use crate::{CheckError, DecodeError, EditError, OpId, ReplicaId, VersionVector};
+use crate::types::FieldKey;
+use crate::{
+    CheckError, DecodeError, EditError, Kind, MapValue, OpId, ReplicaId, Rule, Value, VersionVector,
+};
 
 /// The most operations a document may hold (LVs are `u32`, one value is reserved).
 const MAX_OPS: u64 = u32::MAX as u64 - 1;
 /// The default bound on operations waiting for missing dependencies.
 pub const DEFAULT_PENDING_LIMIT: usize = 1 << 20;
 
-/// One replica of a document: named fields, each a replicated text.
+/// One replica of a document: a root of named fields, each a typed container.
 ///
 /// Local edits go through a [`Transaction`]; remote edits arrive as updates through
 /// [`Doc::apply_update`]. See the crate docs for an example.
@@ -25,14 +29,21 @@ pub struct Doc {
     replica: ReplicaId,
     /// This replica's index in the log's replica table.
     me: u32,
-    log: OpLog,
-    /// The text of every insert, in LV order. Deleted text stays: the log needs it.
-    content: String,
+    pub(crate) log: OpLog,
+    /// The text of every text insert, in LV order. Deleted text stays: the log needs it.
+    pub(crate) content: String,
+    /// The values of every list insert, in LV order (deleted ones too).
+    pub(crate) elems: Vec<Value>,
+    /// The highest hybrid logical clock stamp seen (register writes).
+    pub(crate) hlc: u64,
+    /// Merge rules by name: the built-ins and those added by the application.
+    pub(crate) rules: HashMap<Arc<str>, Arc<dyn MergeRule>>,
     /// For every LV that is an insert: the leaf of its field's tree holding it (built
     /// on first need).
     index: LvIndex,
-    fields: Vec<Field>,
-    field_index: HashMap<Arc<str>, u32>,
+    pub(crate) fields: Vec<Field>,
+    /// Field indexes by name (any parent, any kind).
+    field_index: HashMap<Arc<str>, Vec<u32>>,
     pending: Vec<WireRun>,
     /// (replica, seq, len) of every waiting run, to skip exact copies cheaply.
     pending_keys: HashSet<(ReplicaId, u64, u32)>,
@@ -42,10 +53,75 @@ pub struct Doc {
     last_field: u32,
 }
 
+/// "No parent": a field of the document root.
+pub(crate) const ROOT: u32 = u32::MAX;
+
 #[derive(Clone, Debug)]
-struct Field {
-    name: Arc<str>,
-    tree: Tree,
+pub(crate) struct Field {
+    /// The map this field belongs to, or [`ROOT`].
+    pub parent: u32,
+    pub name: Arc<str>,
+    pub kind: Kind,
+    /// The field's identity in updates.
+    pub key: Arc<FieldKey>,
+    pub body: Body,
+    /// The smallest (Lamport timestamp, replica) of the field's ops: which of several
+    /// root fields of one name was created first.
+    pub first: Option<(u64, ReplicaId)>,
+}
+
+/// A field's state, derived from the log.
+#[derive(Clone, Debug)]
+pub(crate) enum Body {
+    /// Text and lists: the run tree.
+    Seq(Tree),
+    /// The wrapping sum of every add.
+    Counter(i64),
+    /// Last-writer-wins and multi-value registers: the writes not superseded.
+    Register(Vec<Lv>),
+    /// Merge registers: the merge of every write so far, and writes not merged yet
+    /// because the rule is not known here.
+    Merged {
+        value: Option<Value>,
+        unmerged: Vec<Lv>,
+    },
+    /// Maps: per key, the writes not superseded (deletes leave none).
+    Map(BTreeMap<Arc<str>, Vec<Lv>>),
+}
+
+impl Body {
+    fn new(kind: &Kind) -> Body {
+        match kind {
+            Kind::Text | Kind::List => Body::Seq(Tree::new()),
+            Kind::Counter => Body::Counter(0),
+            Kind::Register(Rule::Merge(_)) => Body::Merged {
+                value: None,
+                unmerged: Vec::new(),
+            },
+            Kind::Register(_) => Body::Register(Vec::new()),
+            Kind::Map => Body::Map(BTreeMap::new()),
+        }
+    }
+}
+
+impl Field {
+    pub fn seq(&self) -> &Tree {
+        match &self.body {
+            Body::Seq(t) => t,
+            _ => unreachable!("only text and list fields have a run tree"),
+        }
+    }
+
+    pub fn seq_mut(&mut self) -> &mut Tree {
+        match &mut self.body {
+            Body::Seq(t) => t,
+            _ => unreachable!("only text and list fields have a run tree"),
+        }
+    }
+
+    fn is(&self, parent: u32, name: &str, kind: &Kind) -> bool {
+        self.parent == parent && *self.name == *name && self.kind == *kind
+    }
 }
 
 /// The operations of one committed transaction, all made by this replica.
@@ -79,25 +155,28 @@ pub struct ApplyReport {
 /// Edits apply to the document at once (reads through [`TextMut::view`] see them);
 /// a transaction dropped without `commit` rolls them all back.
 pub struct Transaction<'d> {
-    doc: &'d mut Doc,
+    pub(crate) doc: &'d mut Doc,
     start_lv: Lv,
     start_seq: u64,
     start_lamport: u64,
     start_content: usize,
+    start_elems: usize,
+    start_atoms: usize,
+    start_hlc: u64,
     fields_before: usize,
 }
 
 /// Editing access to one text field inside a transaction.
 pub struct TextMut<'t> {
-    doc: &'t mut Doc,
-    field: u32,
+    pub(crate) doc: &'t mut Doc,
+    pub(crate) field: u32,
 }
 
 /// Read-only access to one text field.
 #[derive(Clone, Copy)]
 pub struct TextView<'d> {
-    doc: &'d Doc,
-    field: Option<u32>,
+    pub(crate) doc: &'d Doc,
+    pub(crate) field: Option<u32>,
 }
 
 impl fmt::Debug for Doc {
@@ -107,7 +186,11 @@ impl fmt::Debug for Doc {
             .field("version", &self.log.version)
             .field(
                 "fields",
-                &self.fields.iter().map(|f| &f.name).collect::<Vec<_>>(),
+                &self
+                    .fields
+                    .iter()
+                    .map(|f| (&f.name, &f.kind))
+                    .collect::<Vec<_>>(),
             )
             .field("pending_ops", &self.pending_ops)
             .finish_non_exhaustive()
@@ -125,6 +208,9 @@ impl Doc {
             me,
             log,
             content: String::new(),
+            elems: Vec::new(),
+            hlc: 0,
+            rules: builtin_rules(),
             index: LvIndex::default(),
             fields: Vec::new(),
             field_index: HashMap::new(),
@@ -163,25 +249,23 @@ impl Doc {
                     self.content.reserve(text);
                     // Every inserted char takes an LV; deletes take more.
                     self.index.reserve(text + text / 2);
-                    let f = self.field_id(run.field);
-                    self.fields[f as usize].tree.reserve(runs);
+                    let f = self.field_of_key(run.field);
+                    if let Body::Seq(t) = &mut self.fields[f as usize].body {
+                        t.reserve(runs);
+                    }
                 }
                 if run.seq != self.next_seq_of(&empty, run.replica) {
                     return Ok(false);
                 }
-                let code = self
-                    .fields
-                    .iter()
-                    .position(|f| f.name == *run.field)
-                    .map_or(u32::MAX, |f| f as u32);
+                let code = self.find_key(run.field).unwrap_or(u32::MAX);
                 match self.ready(&empty, run, 0, code) {
                     Readiness::Ready => {}
                     Readiness::Waiting => return Ok(false),
                     Readiness::Invalid(why) => return Err(DecodeError::InvalidReference(why)),
                 }
                 let bytes = match run.op {
-                    OpRef::Insert { content, .. } => content.len(),
-                    OpRef::Delete { .. } => 0,
+                    OpRef::Insert { content, .. } => content.text_len(),
+                    _ => 0,
                 };
                 if !self.ensure_capacity(run.len as usize, bytes) {
                     return Err(DecodeError::TooLarge);
@@ -209,9 +293,13 @@ impl Doc {
         self.log.max_lamport
     }
 
-    /// The names of the fields, in the order they became known here.
-    pub fn field_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.fields.iter().map(|f| &*f.name)
+    /// The root fields (name and kind) in the order they became known here, including
+    /// every kind of a name used with several (see [`Doc::root_kind`]).
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Kind)> + '_ {
+        self.fields
+            .iter()
+            .filter(|f| f.parent == ROOT)
+            .map(|f| (&*f.name, &f.kind))
     }
 
     /// Starts a transaction. Commit it to keep its edits.
@@ -221,6 +309,9 @@ impl Doc {
             start_seq: self.log.agents[self.me as usize].next_seq(),
             start_lamport: self.log.max_lamport + 1,
             start_content: self.content.len(),
+            start_elems: self.elems.len(),
+            start_atoms: self.log.atoms.len(),
+            start_hlc: self.hlc,
             fields_before: self.fields.len(),
             doc: self,
         }
@@ -230,7 +321,7 @@ impl Doc {
     pub fn text(&self, name: &str) -> TextView<'_> {
         TextView {
             doc: self,
-            field: self.field_index.get(name).copied(),
+            field: self.find_field(ROOT, name, &Kind::Text),
         }
     }
 
@@ -252,6 +343,7 @@ impl Doc {
     /// On error nothing changed.
     pub fn apply_update(&mut self, update: &[u8]) -> Result<ApplyReport, DecodeError> {
         if self.log.next_lv() == 0 && self.pending.is_empty() && self.fields.is_empty() {
+            let rules = self.rules.clone();
             // An empty document (loading a full state): apply while decoding, and
             // start over empty if that does not work out.
             let limit = self.pending_limit;
@@ -264,6 +356,7 @@ impl Doc {
             }
             *self = Doc::new(self.replica);
             self.pending_limit = limit;
+            self.rules = rules;
             loaded?;
         }
         let runs = encoding::decode_runs(update)?;
@@ -317,22 +410,84 @@ impl Doc {
                 inserted += u64::from(e.len);
             }
         }
-        for f in &self.fields {
-            f.tree.check(&self.index).map_err(CheckError)?;
+        for (fi, f) in self.fields.iter().enumerate() {
+            if f.parent != ROOT
+                && (f.parent as usize >= fi || self.fields[f.parent as usize].kind != Kind::Map)
+            {
+                return err(format!("field {} has a bad parent", f.name));
+            }
+            let Body::Seq(tree) = &f.body else {
+                continue;
+            };
+            tree.check(&self.index).map_err(CheckError)?;
             let mut chars = 0u32;
-            for r in f.tree.runs() {
+            for r in tree.runs() {
                 chars += if r.deleted { 0 } else { r.len };
                 let e = &self.log.entries[self.log.entry_index(r.lv)];
-                if self.fields[e.field as usize].name != f.name {
+                if e.field as usize != fi {
                     return err(format!("lv {} is in the wrong field", r.lv));
                 }
-                if r.text(&self.content).chars().count() != r.len as usize {
-                    return err(format!("run at lv {} has the wrong text", r.lv));
+                let ok = if f.kind == Kind::List {
+                    r.byte_len == r.len
+                        && r.utf16_len == r.len
+                        && (r.byte_start + r.len) as usize <= self.elems.len()
+                } else {
+                    r.text(&self.content).chars().count() == r.len as usize
+                };
+                if !ok {
+                    return err(format!("run at lv {} has the wrong content", r.lv));
                 }
                 items += u64::from(r.len);
             }
-            if chars != f.tree.total().chars {
+            if chars != tree.total().chars {
                 return err(format!("field {} visible count is wrong", f.name));
+            }
+        }
+        // Counter, register and map states equal a replay of their ops.
+        let mut replay: Vec<Body> = self
+            .fields
+            .iter()
+            .map(|f| match f.body {
+                Body::Seq(_) => Body::Counter(0),
+                _ => Body::new(&f.kind),
+            })
+            .collect();
+        for e in &self.log.entries {
+            if let Op::Atom { idx } = e.op {
+                let f = &self.fields[e.field as usize];
+                if e.len != 1 || idx as usize >= self.log.atoms.len() || f.kind == Kind::Text {
+                    return err(format!("atom at lv {} is malformed", e.lv));
+                }
+                let atom = &self.log.atoms[idx as usize];
+                apply_atom_to(
+                    &mut replay[e.field as usize],
+                    &f.kind,
+                    &self.rules,
+                    atom,
+                    e.lv,
+                );
+            }
+        }
+        for (a, b) in self.fields.iter().zip(&replay) {
+            let same = match (&a.body, b) {
+                (Body::Seq(_), _) => true,
+                (Body::Counter(x), Body::Counter(y)) => x == y,
+                (Body::Register(x), Body::Register(y)) => x == y,
+                (
+                    Body::Merged {
+                        value: x,
+                        unmerged: u,
+                    },
+                    Body::Merged {
+                        value: y,
+                        unmerged: v,
+                    },
+                ) => x == y && u == v,
+                (Body::Map(x), Body::Map(y)) => x == y,
+                _ => false,
+            };
+            if !same {
+                return err(format!("state of field {} differs from its ops", a.name));
             }
         }
         if items != inserted {
@@ -364,41 +519,110 @@ impl Doc {
         }
         self.index.start(self.log.next_lv() as usize);
         for f in &self.fields {
-            f.tree.fill_index(&mut self.index);
+            if let Body::Seq(t) = &f.body {
+                t.fill_index(&mut self.index);
+            }
         }
     }
 
-    fn field_id(&mut self, name: &str) -> u32 {
+    /// The field `name` of `parent` with `kind`, if it exists here.
+    pub(crate) fn find_field(&self, parent: u32, name: &str, kind: &Kind) -> Option<u32> {
         // Transactions mostly edit the field the previous one edited.
         if let Some(f) = self.fields.get(self.last_field as usize) {
             // Names are short: an inline byte comparison beats a call to memcmp.
             let (a, b) = (f.name.as_bytes(), name.as_bytes());
-            if a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y) {
-                return self.last_field;
+            if a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| x == y)
+                && f.parent == parent
+                && f.kind == *kind
+            {
+                return Some(self.last_field);
             }
         }
-        let f = self.field_id_slow(name);
+        // Documents have few fields: a scan beats hashing the name.
+        if self.fields.len() <= 8 {
+            self.fields
+                .iter()
+                .position(|f| f.is(parent, name, kind))
+                .map(|f| f as u32)
+        } else {
+            self.field_index
+                .get(name)?
+                .iter()
+                .copied()
+                .find(|&f| self.fields[f as usize].is(parent, name, kind))
+        }
+    }
+
+    /// The field `name` of `parent` with `kind`, created if new.
+    pub(crate) fn field_id(&mut self, parent: u32, name: &str, kind: &Kind) -> u32 {
+        let f = match self.find_field(parent, name, kind) {
+            Some(f) => f,
+            None => self.add_field(parent, name, kind.clone()),
+        };
         self.last_field = f;
         f
     }
 
-    fn field_id_slow(&mut self, name: &str) -> u32 {
-        // Documents have few fields: a scan beats hashing the name.
-        if self.fields.len() <= 8 {
-            if let Some(f) = self.fields.iter().position(|f| *f.name == *name) {
-                return f as u32;
-            }
-        } else if let Some(&f) = self.field_index.get(name) {
-            return f;
-        }
+    fn add_field(&mut self, parent: u32, name: &str, kind: Kind) -> u32 {
         let name: Arc<str> = name.into();
+        let key = Arc::new(FieldKey {
+            parent: (parent != ROOT).then(|| self.fields[parent as usize].key.clone()),
+            name: name.clone(),
+            kind: kind.clone(),
+        });
         let f = self.fields.len() as u32;
         self.fields.push(Field {
+            parent,
             name: name.clone(),
-            tree: Tree::new(),
+            body: Body::new(&kind),
+            kind,
+            key,
+            first: None,
         });
-        self.field_index.insert(name, f);
+        self.field_index.entry(name).or_default().push(f);
         f
+    }
+
+    /// The field that `key` names, if it exists here.
+    pub(crate) fn find_key(&self, key: &FieldKey) -> Option<u32> {
+        let parent = match &key.parent {
+            None => ROOT,
+            Some(p) => self.find_key(p)?,
+        };
+        self.find_field(parent, &key.name, &key.kind)
+    }
+
+    /// The field that `key` names, created (with its parents) if new.
+    fn field_of_key(&mut self, key: &Arc<FieldKey>) -> u32 {
+        if let Some(f) = self.fields.get(self.last_field as usize) {
+            if Arc::ptr_eq(&f.key, key) {
+                return self.last_field;
+            }
+        }
+        let parent = match &key.parent {
+            None => ROOT,
+            Some(p) => self.field_of_key(p),
+        };
+        self.field_id(parent, &key.name, &key.kind)
+    }
+
+    /// How deep field `f` is nested (root fields: 0).
+    pub(crate) fn depth(&self, mut f: u32) -> usize {
+        let mut d = 0;
+        while self.fields[f as usize].parent != ROOT {
+            f = self.fields[f as usize].parent;
+            d += 1;
+        }
+        d
+    }
+
+    /// Records that field `f` has an op stamped (`lamport`, `replica`).
+    fn touch(&mut self, f: u32, lamport: u64, replica: ReplicaId) {
+        let first = &mut self.fields[f as usize].first;
+        if first.is_none_or(|x| (lamport, replica) < x) {
+            *first = Some((lamport, replica));
+        }
     }
 
     fn ensure_capacity(&self, ops: usize, bytes: usize) -> bool {
@@ -407,7 +631,7 @@ impl Doc {
     }
 
     fn local_insert(&mut self, field: u32, pos: usize, text: &str) -> Result<(), EditError> {
-        let tree = &self.fields[field as usize].tree;
+        let tree = self.fields[field as usize].seq();
         let len = tree.total().chars as usize;
         if pos > len {
             return Err(EditError::OutOfRange { pos, len });
@@ -421,7 +645,7 @@ impl Doc {
         if !self.ensure_capacity(n as usize, text.len()) {
             return Err(EditError::TooLarge);
         }
-        let tree = &mut self.fields[field as usize].tree;
+        let tree = self.fields[field as usize].seq_mut();
         let (cur, origin_right) = match tree.find_char(pos as u32) {
             Some((cur, _)) => (cur, tree.item_at(cur)),
             None => (tree.end(), NONE),
@@ -442,7 +666,7 @@ impl Doc {
             deleted: false,
         };
         self.fields[field as usize]
-            .tree
+            .seq_mut()
             .insert(cur, run, &self.content, &mut self.index);
         self.push_local(
             field,
@@ -457,15 +681,114 @@ impl Doc {
         Ok(())
     }
 
+    /// Inserts list elements at `pos`.
+    pub(crate) fn local_insert_values(
+        &mut self,
+        field: u32,
+        pos: usize,
+        values: Vec<Value>,
+    ) -> Result<(), EditError> {
+        let tree = self.fields[field as usize].seq();
+        let len = tree.total().chars as usize;
+        if pos > len {
+            return Err(EditError::OutOfRange { pos, len });
+        }
+        if values.is_empty() {
+            return Ok(());
+        }
+        for v in &values {
+            check_depth(v)?;
+        }
+        let n = values.len();
+        if !self.ensure_capacity(n, 0) {
+            return Err(EditError::TooLarge);
+        }
+        let tree = self.fields[field as usize].seq_mut();
+        let (cur, origin_right) = match tree.find_char(pos as u32) {
+            Some((cur, _)) => (cur, tree.item_at(cur)),
+            None => (tree.end(), NONE),
+        };
+        let origin_left = tree.item_before(cur);
+        let lv = self.log.next_lv();
+        let start = self.elems.len() as u32;
+        self.elems.extend(values);
+        let n = n as u32;
+        let run = Run {
+            lv,
+            len: n,
+            origin_left,
+            origin_right,
+            byte_start: start,
+            byte_len: n,
+            utf16_len: n,
+            deleted: false,
+        };
+        self.fields[field as usize]
+            .seq_mut()
+            .insert(cur, run, &self.content, &mut self.index);
+        self.push_local(
+            field,
+            Op::Insert {
+                origin_left,
+                origin_right,
+                byte_start: start,
+                byte_len: n,
+            },
+            n,
+        );
+        Ok(())
+    }
+
     fn push_local(&mut self, field: u32, op: Op, len: u32) {
         let me = self.me;
         let seq = self.log.agents[me as usize].next_seq();
         let lamport = self.log.max_lamport + 1;
+        if self.fields[field as usize].first.is_none() {
+            self.touch(field, lamport, self.replica);
+        }
         self.log.push(me, seq, lamport, field, op, len);
     }
 
-    fn local_delete(&mut self, field: u32, pos: usize, len: usize) -> Result<(), EditError> {
-        let total = self.fields[field as usize].tree.total().chars as usize;
+    /// Makes a local counter, register or map op and applies it.
+    pub(crate) fn local_atom(&mut self, field: u32, atom: Atom) -> Result<(), EditError> {
+        if !self.ensure_capacity(1, 0) {
+            return Err(EditError::TooLarge);
+        }
+        if let Atom::Set {
+            value: Some(MapValue::Value(v)),
+            ..
+        } = &atom
+        {
+            check_depth(v)?;
+        }
+        let lv = self.log.next_lv();
+        let idx = self.log.atoms.len() as u32;
+        crate::grow::reserve_one(&mut self.log.atoms);
+        self.log.atoms.push(atom);
+        self.push_local(field, Op::Atom { idx }, 1);
+        self.apply_atom(field, lv, idx);
+        Ok(())
+    }
+
+    /// Updates field `field`'s state with atom `idx`, applied as op `lv`.
+    fn apply_atom(&mut self, field: u32, lv: Lv, idx: u32) {
+        let f = &mut self.fields[field as usize];
+        apply_atom_to(
+            &mut f.body,
+            &f.kind,
+            &self.rules,
+            &self.log.atoms[idx as usize],
+            lv,
+        );
+    }
+
+    pub(crate) fn local_delete(
+        &mut self,
+        field: u32,
+        pos: usize,
+        len: usize,
+    ) -> Result<(), EditError> {
+        let total = self.fields[field as usize].seq().total().chars as usize;
         match pos.checked_add(len) {
             Some(end) if end <= total => {}
             _ => {
@@ -480,7 +803,7 @@ impl Doc {
         }
         let mut remaining = len as u32;
         while remaining > 0 {
-            let tree = &mut self.fields[field as usize].tree;
+            let tree = self.fields[field as usize].seq_mut();
             let (cur, _) = tree.find_char(pos as u32).expect("range was checked");
             let r = *tree.run(cur.leaf, cur.idx);
             let take = remaining.min(r.len - cur.off);
@@ -507,7 +830,7 @@ impl Doc {
                 Err(EditError::OutOfRange { pos, len: 0 })
             };
         };
-        let tree = &self.fields[f as usize].tree;
+        let tree = self.fields[f as usize].seq();
         let total = tree.total();
         if pos > total.utf16 as usize {
             return Err(EditError::OutOfRange {
@@ -530,7 +853,7 @@ impl Doc {
     /// origin towards the right origin and place the run before the first item whose
     /// left origin lies further left, or that ties with it and sorts after it.
     fn integrate_insert(&mut self, field: u32, run: Run, replica: ReplicaId) {
-        let tree = &self.fields[field as usize].tree;
+        let tree = self.fields[field as usize].seq();
         let (ol, or) = (run.origin_left, run.origin_right);
         let start = if ol == NONE {
             tree.normalize(Cur {
@@ -548,7 +871,7 @@ impl Doc {
             self.scan_fugue(field, &run, replica, start)
         };
         self.fields[field as usize]
-            .tree
+            .seq_mut()
             .insert(dest, run, &self.content, &mut self.index);
     }
 
@@ -557,7 +880,7 @@ impl Doc {
     }
 
     fn scan_fugue(&self, field: u32, run: &Run, replica: ReplicaId, start: Cur) -> Cur {
-        let tree = &self.fields[field as usize].tree;
+        let tree = self.fields[field as usize].seq();
         let total = i64::from(tree.total().raw);
         let left = if run.origin_left == NONE {
             -1
@@ -639,7 +962,7 @@ impl Doc {
     fn delete_range(&mut self, field: u32, lo: Lv, hi: Lv) {
         let mut lv = lo;
         while lv <= hi {
-            let tree = &mut self.fields[field as usize].tree;
+            let tree = self.fields[field as usize].seq_mut();
             let done = tree.set_deleted(lv, hi - lv + 1, true, &self.content, &mut self.index);
             lv += done;
         }
@@ -688,7 +1011,8 @@ impl Doc {
     fn wire_runs(&self, e: &Entry, lo: Lv, hi: Lv, out: &mut Vec<WireRun>) {
         let k = lo - e.lv;
         let replica = self.log.agents[e.agent as usize].id;
-        let field = self.fields[e.field as usize].name.clone();
+        let f = &self.fields[e.field as usize];
+        let field = f.key.clone();
         let seq = self.log.id_of(lo).1;
         let lamport = e.lamport + u64::from(k);
         match e.op {
@@ -700,14 +1024,19 @@ impl Doc {
             } => {
                 // Deleted text is sent too: a peer may undo a delete later, and a
                 // peer whose version was guessed wrong may not get the delete yet.
-                let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
-                let content = if text.len() == e.len as usize {
-                    text[k as usize..(hi - e.lv) as usize].to_owned()
+                let content = if f.kind == Kind::List {
+                    let start = (byte_start + k) as usize;
+                    Content::Values(self.elems[start..start + (hi - lo) as usize].to_vec())
                 } else {
-                    text.chars()
-                        .skip(k as usize)
-                        .take((hi - lo) as usize)
-                        .collect()
+                    let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
+                    Content::Text(if text.len() == e.len as usize {
+                        text[k as usize..(hi - e.lv) as usize].to_owned()
+                    } else {
+                        text.chars()
+                            .skip(k as usize)
+                            .take((hi - lo) as usize)
+                            .collect()
+                    })
                 };
                 push_coalesced(
                     out,
@@ -762,6 +1091,33 @@ impl Doc {
                     done += take;
                 }
             }
+            Op::Atom { idx } => {
+                let op = match &self.log.atoms[idx as usize] {
+                    Atom::Add(delta) => WireOp::Add { delta: *delta },
+                    Atom::Set {
+                        key,
+                        value,
+                        hlc,
+                        preds,
+                    } => WireOp::Set {
+                        key: key.clone(),
+                        value: value.clone(),
+                        hlc: *hlc,
+                        preds: preds
+                            .iter()
+                            .map(|&p| self.op_id(p).expect("a pred is an op"))
+                            .collect(),
+                    },
+                };
+                out.push(WireRun {
+                    replica,
+                    seq,
+                    lamport,
+                    len: 1,
+                    field,
+                    op,
+                });
+            }
         }
     }
 
@@ -769,19 +1125,19 @@ impl Doc {
 
     /// The code of field `name` during planning: its index if it exists here, else a
     /// new index past the existing fields.
-    fn field_code(&self, plan: &mut Plan, name: &Arc<str>) -> u32 {
-        if self.fields.len() <= 8 {
-            if let Some(f) = self.fields.iter().position(|f| f.name == *name) {
-                return f as u32;
-            }
-        } else if let Some(&f) = self.field_index.get(name) {
+    fn field_code(&self, plan: &mut Plan, key: &Arc<FieldKey>) -> u32 {
+        if let Some(f) = self.find_key(key) {
             return f;
         }
         let base = self.fields.len() as u32;
-        match plan.new_fields.iter().position(|f| f == name) {
+        match plan
+            .new_fields
+            .iter()
+            .position(|f| Arc::ptr_eq(f, key) || f == key)
+        {
             Some(i) => base + i as u32,
             None => {
-                plan.new_fields.push(name.clone());
+                plan.new_fields.push(key.clone());
                 base + plan.new_fields.len() as u32 - 1
             }
         }
@@ -996,6 +1352,19 @@ impl Doc {
                 }
                 Readiness::Ready
             }
+            OpRef::Add { .. } => Readiness::Ready,
+            OpRef::Set { preds, .. } => {
+                // A write waits for the writes it supersedes (which decoding checked
+                // are earlier ones when they are its own replica's).
+                if preds
+                    .iter()
+                    .any(|p| self.next_seq_of(plan, p.replica) <= p.seq)
+                {
+                    Readiness::Waiting
+                } else {
+                    Readiness::Ready
+                }
+            }
         }
     }
 
@@ -1038,8 +1407,8 @@ impl Doc {
             .order
             .iter()
             .map(|&i| match &run_at(i).op {
-                WireOp::Insert { content, .. } => content.len(),
-                WireOp::Delete { .. } => 0,
+                WireOp::Insert { content, .. } => content.text_len(),
+                _ => 0,
             })
             .sum();
         if !self.ensure_capacity(new_ops, new_bytes) {
@@ -1055,8 +1424,10 @@ impl Doc {
         self.log.entries.reserve(plan.order.len());
         // Room for the runs the update may add, so leaves are not moved as they grow.
         if let Some(&i) = plan.order.first() {
-            let f = self.field_id(&run_at(i).field);
-            self.fields[f as usize].tree.reserve(plan.order.len());
+            let f = self.field_of_key(&run_at(i).field);
+            if let Body::Seq(t) = &mut self.fields[f as usize].body {
+                t.reserve(plan.order.len());
+            }
         }
         for &i in &plan.order {
             let run = run_at(i);
@@ -1153,8 +1524,9 @@ impl Doc {
     }
 
     fn apply_run(&mut self, run: RunRef<'_>) {
-        let field = self.field_id(run.field);
+        let field = self.field_of_key(run.field);
         let agent = self.log.intern(run.replica);
+        self.touch(field, run.lamport, run.replica);
         match run.op {
             OpRef::Insert {
                 left,
@@ -1164,13 +1536,23 @@ impl Doc {
                 let origin_left = left.map_or(NONE, |id| self.lv_of_id(id));
                 let origin_right = right.map_or(NONE, |id| self.lv_of_id(id));
                 let lv = self.log.next_lv();
-                let byte_start = self.content.len() as u32;
-                crate::grow::reserve_str(&mut self.content, content.len());
-                self.content.push_str(content);
-                let utf16 = if content.len() == run.len as usize {
-                    run.len
-                } else {
-                    content.chars().map(|c| c.len_utf16() as u32).sum()
+                let (byte_start, byte_len, utf16) = match content {
+                    ContentRef::Text(content) => {
+                        let byte_start = self.content.len() as u32;
+                        crate::grow::reserve_str(&mut self.content, content.len());
+                        self.content.push_str(content);
+                        let utf16 = if content.len() == run.len as usize {
+                            run.len
+                        } else {
+                            content.chars().map(|c| c.len_utf16() as u32).sum()
+                        };
+                        (byte_start, content.len() as u32, utf16)
+                    }
+                    ContentRef::Values(values) => {
+                        let start = self.elems.len() as u32;
+                        self.elems.extend_from_slice(values);
+                        (start, run.len, run.len)
+                    }
                 };
                 let r = Run {
                     lv,
@@ -1178,7 +1560,7 @@ impl Doc {
                     origin_left,
                     origin_right,
                     byte_start,
-                    byte_len: content.len() as u32,
+                    byte_len,
                     utf16_len: utf16,
                     deleted: false,
                 };
@@ -1191,11 +1573,28 @@ impl Doc {
                         origin_left,
                         origin_right,
                         byte_start,
-                        byte_len: content.len() as u32,
+                        byte_len,
                     },
                     run.len,
                 );
                 self.integrate_insert(field, r, run.replica);
+            }
+            OpRef::Add { delta } => self.apply_remote_atom(agent, run, field, Atom::Add(delta)),
+            OpRef::Set {
+                key,
+                value,
+                hlc,
+                preds,
+            } => {
+                self.hlc = self.hlc.max(hlc);
+                let preds = preds.iter().map(|&p| self.lv_of_id(p)).collect();
+                let atom = Atom::Set {
+                    key: key.cloned(),
+                    value: value.cloned(),
+                    hlc,
+                    preds,
+                };
+                self.apply_remote_atom(agent, run, field, atom);
             }
             OpRef::Delete { target, backward } => {
                 let lo = if backward {
@@ -1236,27 +1635,57 @@ impl Doc {
         }
     }
 
-    /// Drops every op from `lv` on and rebuilds the trees from the log.
-    fn rollback(&mut self, lv: Lv, content_len: usize, fields: usize) {
+    fn apply_remote_atom(&mut self, agent: u32, run: RunRef<'_>, field: u32, atom: Atom) {
+        let lv = self.log.next_lv();
+        let idx = self.log.atoms.len() as u32;
+        crate::grow::reserve_one(&mut self.log.atoms);
+        self.log.atoms.push(atom);
+        self.log
+            .push(agent, run.seq, run.lamport, field, Op::Atom { idx }, 1);
+        self.apply_atom(field, lv, idx);
+    }
+
+    /// Forgets the fields from `from` on.
+    fn drop_fields(&mut self, from: usize) {
+        for f in from..self.fields.len() {
+            let name = self.fields[f].name.clone();
+            if let Some(v) = self.field_index.get_mut(&name) {
+                v.retain(|&x| (x as usize) < from);
+                if v.is_empty() {
+                    self.field_index.remove(&name);
+                }
+            }
+        }
+        self.fields.truncate(from);
+        if self.last_field as usize >= from {
+            self.last_field = 0;
+        }
+    }
+
+    /// Drops every op from `t.lv` on and rebuilds the fields from the log.
+    fn rollback(&mut self, t: &Rollback) {
+        let lv = t.lv;
         if self.log.next_lv() == lv {
             // No ops: at most some fields were named, and they are still empty.
-            for f in self.fields.drain(fields..) {
-                self.field_index.remove(&f.name);
-            }
+            self.drop_fields(t.fields);
             return;
         }
         self.log.truncate(lv, &self.content);
-        self.content.truncate(content_len);
-        for f in self.fields.drain(fields..) {
-            self.field_index.remove(&f.name);
-        }
+        self.content.truncate(t.content);
+        self.elems.truncate(t.elems);
+        self.log.atoms.truncate(t.atoms);
+        self.hlc = t.hlc;
+        self.drop_fields(t.fields);
         self.index.start(lv as usize);
         for f in &mut self.fields {
-            f.tree = Tree::new();
+            f.body = Body::new(&f.kind);
+            f.first = None;
         }
         // The log stays in place: integrating reads it (replica ids for ties).
         for i in 0..self.log.entries.len() {
             let e = self.log.entries[i];
+            let replica = self.log.agents[e.agent as usize].id;
+            self.touch(e.field, e.lamport, replica);
             match e.op {
                 Op::Insert {
                     origin_left,
@@ -1264,7 +1693,14 @@ impl Doc {
                     byte_start,
                     byte_len,
                 } => {
-                    let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
+                    let utf16_len = if self.fields[e.field as usize].kind == Kind::List {
+                        e.len
+                    } else {
+                        self.content[byte_start as usize..(byte_start + byte_len) as usize]
+                            .chars()
+                            .map(|c| c.len_utf16() as u32)
+                            .sum()
+                    };
                     let run = Run {
                         lv: e.lv,
                         len: e.len,
@@ -1272,16 +1708,16 @@ impl Doc {
                         origin_right,
                         byte_start,
                         byte_len,
-                        utf16_len: text.chars().map(|c| c.len_utf16() as u32).sum(),
+                        utf16_len,
                         deleted: false,
                     };
-                    let replica = self.log.agents[e.agent as usize].id;
                     self.integrate_insert(e.field, run, replica);
                 }
                 Op::Delete { .. } => {
                     let (lo, hi) = e.delete_targets().expect("a delete");
                     self.delete_range(e.field, lo, hi);
                 }
+                Op::Atom { idx } => self.apply_atom(e.field, e.lv, idx),
             }
         }
     }
@@ -1311,7 +1747,11 @@ fn push_coalesced(out: &mut Vec<WireRun>, run: WireRun) {
                         content,
                     },
                 ) if *left == Some(OpId::new(run.replica, run.seq - 1)) && right == r0 => {
-                    c0.push_str(content);
+                    match (c0, content) {
+                        (Content::Text(a), Content::Text(b)) => a.push_str(b),
+                        (Content::Values(a), Content::Values(b)) => a.extend_from_slice(b),
+                        _ => unreachable!("one field holds one kind of content"),
+                    }
                     last.len += run.len;
                     return;
                 }
@@ -1364,7 +1804,7 @@ enum RunState {
     Rejected,
 }
 
-/// Marks a planned op that is a delete (in [`Plan::kinds`]).
+/// Marks a planned op that is not an insert (in [`Plan::kinds`]).
 const KIND_DELETE: u32 = u32::MAX;
 
 /// What an update will apply, in order, and what will wait. Planned ops get virtual
@@ -1383,7 +1823,7 @@ struct Plan {
     /// The field code of every planned op (or [`KIND_DELETE`]), by virtual LV.
     kinds: Vec<u32>,
     /// Fields that planned ops will create, in code order after the existing ones.
-    new_fields: Vec<Arc<str>>,
+    new_fields: Vec<Arc<FieldKey>>,
     pending_ops: usize,
 }
 
@@ -1397,7 +1837,7 @@ impl Plan {
         let vlv = self.kinds.len() as u64;
         let kind = match run.op {
             WireOp::Insert { .. } => code,
-            WireOp::Delete { .. } => KIND_DELETE,
+            _ => KIND_DELETE,
         };
         let (seq, len) = (run.seq + u64::from(skip), run.len - skip);
         self.kinds.resize(self.kinds.len() + len as usize, kind);
@@ -1428,7 +1868,7 @@ impl Plan {
 impl<'d> Transaction<'d> {
     /// The text field `name`, created on first use.
     pub fn text(&mut self, name: &str) -> TextMut<'_> {
-        let field = self.doc.field_id(name);
+        let field = self.doc.field_id(ROOT, name, &Kind::Text);
         TextMut {
             doc: self.doc,
             field,
@@ -1455,9 +1895,26 @@ impl<'d> Transaction<'d> {
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        self.doc
-            .rollback(self.start_lv, self.start_content, self.fields_before);
+        let t = Rollback {
+            lv: self.start_lv,
+            content: self.start_content,
+            elems: self.start_elems,
+            atoms: self.start_atoms,
+            hlc: self.start_hlc,
+            fields: self.fields_before,
+        };
+        self.doc.rollback(&t);
     }
+}
+
+/// Where a transaction started: what rolling it back truncates to.
+struct Rollback {
+    lv: Lv,
+    content: usize,
+    elems: usize,
+    atoms: usize,
+    hlc: u64,
+    fields: usize,
 }
 
 impl fmt::Debug for Transaction<'_> {
@@ -1527,7 +1984,7 @@ impl fmt::Debug for TextMut<'_> {
 
 impl<'d> TextView<'d> {
     fn tree(&self) -> Option<&'d Tree> {
-        self.field.map(|f| &self.doc.fields[f as usize].tree)
+        self.field.map(|f| self.doc.fields[f as usize].seq())
     }
 
     /// Length in chars (Unicode scalar values).
@@ -1636,5 +2093,81 @@ impl fmt::Display for TextView<'_> {
 impl fmt::Debug for TextView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("TextView").field(&self.to_string()).finish()
+    }
+}
+
+/// Updates a counter, register or map state with `atom`, applied as op `lv`.
+fn apply_atom_to(
+    body: &mut Body,
+    kind: &Kind,
+    rules: &HashMap<Arc<str>, Arc<dyn MergeRule>>,
+    atom: &Atom,
+    lv: Lv,
+) {
+    match (body, atom) {
+        (Body::Counter(v), Atom::Add(d)) => *v = v.wrapping_add(*d),
+        (Body::Register(writes), Atom::Set { preds, .. }) => {
+            writes.retain(|w| !preds.contains(w));
+            writes.push(lv);
+        }
+        (
+            Body::Merged { value, unmerged },
+            Atom::Set {
+                value: Some(MapValue::Value(v)),
+                ..
+            },
+        ) => {
+            let rule = match kind {
+                Kind::Register(Rule::Merge(name)) => rules.get(name),
+                _ => None,
+            };
+            match rule {
+                Some(rule) => {
+                    let v = rule.canonical(v.clone());
+                    *value = Some(match value.take() {
+                        None => v,
+                        Some(old) => rule.merge(&old, &v),
+                    });
+                }
+                None => unmerged.push(lv),
+            }
+        }
+        (
+            Body::Map(keys),
+            Atom::Set {
+                key: Some(key),
+                value,
+                preds,
+                ..
+            },
+        ) => {
+            let writes = keys.entry(key.clone()).or_default();
+            writes.retain(|w| !preds.contains(w));
+            if value.is_some() {
+                writes.push(lv);
+            }
+            if writes.is_empty() {
+                keys.remove(key);
+            }
+        }
+        _ => unreachable!("decoding and the API only make ops that fit their field"),
+    }
+}
+
+/// The built-in merge rules by name.
+fn builtin_rules() -> HashMap<Arc<str>, Arc<dyn MergeRule>> {
+    ["max", "min", "union"]
+        .into_iter()
+        .filter_map(|n| Some((Arc::from(n), crate::merge::builtin(n)?)))
+        .collect()
+}
+
+/// Values nest at most [`MAX_VALUE_DEPTH`](crate::value::MAX_VALUE_DEPTH) arrays deep,
+/// or peers could not decode them.
+fn check_depth(v: &Value) -> Result<(), EditError> {
+    if v.array_depth() > crate::value::MAX_VALUE_DEPTH {
+        Err(EditError::TooDeep)
+    } else {
+        Ok(())
     }
 }

@@ -1,12 +1,17 @@
-//! The binary update format (version 1), shared by full states and deltas.
+//! The binary update format (version 2), shared by full states and deltas.
 //!
 //! ```text
-//! update   = magic "CHRS" · version u8 (= 1) · replicas · fields · block(meta) · block(content)
+//! update   = magic "CHRS" · version u8 (= 2) · replicas · fields
+//!            · block(meta) · block(content) · block(values)
 //! replicas = varint n · n × 16-byte replica id
-//! fields   = varint n · n × (varint len · UTF-8 name · u8 type (1 = text))
+//! fields   = varint n · n × (varint parent · varint len · UTF-8 name · kind)
+//!            (parent 0 = the root, i + 1 = the map at entry i, which comes earlier)
+//! kind     = u8 (1 text, 2 list, 3 map, 4 counter, 5 LWW register, 6 multi-value
+//!            register, 7 merge register · varint len · UTF-8 rule name)
 //! block    = u8 codec (0 = stored, 1 = deflate) · varint raw_len · [varint stored_len] · bytes
-//! meta     = varint n_runs · n_runs × run
-//! content  = the UTF-8 text of every insert run, in run order
+//! meta     = varint n_runs · 10 × (varint len · column)
+//! content  = the UTF-8 text of every text insert run, in run order
+//! values   = list elements, register values, map keys and map values, in run order
 //! ```
 //!
 //! A run is one stretch of operations by one replica (see `PROTOCOL.md` for the
@@ -19,11 +24,15 @@
 use std::sync::Arc;
 
 use crate::ids::ReplicaIndex;
-use crate::{DecodeError, OpId, ReplicaId};
+use crate::types::FieldKey;
+use crate::value::{put_value, read_value};
+use crate::{DecodeError, Kind, MapValue, OpId, ReplicaId, Rule, Value};
 
 const MAGIC: &[u8; 4] = b"CHRS";
 /// The format version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 2;
+/// Containers may nest at most this deep (the root's fields are depth 0).
+pub(crate) const MAX_DEPTH: usize = 64;
 /// A compressed block may not claim to expand more than this many times.
 pub(crate) const MAX_EXPANSION: usize = 64;
 /// Blocks smaller than this are stored as they are.
@@ -32,6 +41,12 @@ const COMPRESS_MIN: usize = 256;
 const KIND_INSERT: u8 = 0;
 const KIND_DELETE: u8 = 1;
 const KIND_DELETE_BACK: u8 = 2;
+/// A counter, register or map op (length 1); bits 4 and 5 say more for maps.
+const KIND_ATOM: u8 = 3;
+/// A map op that deletes its key (no value).
+const F_NO_VALUE: u8 = 1 << 4;
+/// A map op whose value is a nested container (its kind is in the values block).
+const F_CONTAINER: u8 = 1 << 5;
 const F_AGENT: u8 = 1 << 2;
 const F_FIELD: u8 = 1 << 3;
 const LEFT_SHIFT: u8 = 4;
@@ -43,7 +58,7 @@ const O_SAME_AGENT: u8 = 3;
 
 // The columns of the meta block: one value stream per kind of field, so that
 // similar values sit together (and compress together).
-const N_COLS: usize = 9;
+const N_COLS: usize = 10;
 const C_FLAGS: usize = 0;
 const C_AGENT: usize = 1;
 const C_SEQ: usize = 2;
@@ -53,29 +68,79 @@ const C_FIELD: usize = 5;
 const C_LEFT: usize = 6;
 const C_RIGHT: usize = 7;
 const C_TARGET: usize = 8;
+/// Counter deltas, register clocks, and how many writes a write supersedes.
+const C_EXTRA: usize = 9;
 
 /// One stretch of operations as carried in an update.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct WireRun {
     pub replica: ReplicaId,
     pub seq: u64,
     pub lamport: u64,
     pub len: u32,
-    pub field: Arc<str>,
+    pub field: Arc<FieldKey>,
     pub op: WireOp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum WireOp {
     Insert {
         left: Option<OpId>,
         right: Option<OpId>,
-        content: String,
+        content: Content,
     },
     Delete {
         target: OpId,
         backward: bool,
     },
+    Add {
+        delta: i64,
+    },
+    Set {
+        key: Option<Arc<str>>,
+        value: Option<MapValue>,
+        hlc: u64,
+        preds: Vec<OpId>,
+    },
+}
+
+/// What an insert run inserts: characters into a text, values into a list.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Content {
+    Text(String),
+    Values(Vec<Value>),
+}
+
+impl Content {
+    /// Bytes of text (0 for list values).
+    pub fn text_len(&self) -> usize {
+        match self {
+            Content::Text(t) => t.len(),
+            Content::Values(_) => 0,
+        }
+    }
+
+    pub fn as_ref(&self) -> ContentRef<'_> {
+        match self {
+            Content::Text(t) => ContentRef::Text(t),
+            Content::Values(v) => ContentRef::Values(v),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ContentRef<'a> {
+    Text(&'a str),
+    Values(&'a [Value]),
+}
+
+impl ContentRef<'_> {
+    pub fn text_len(&self) -> usize {
+        match self {
+            ContentRef::Text(t) => t.len(),
+            ContentRef::Values(_) => 0,
+        }
+    }
 }
 
 impl WireRun {
@@ -92,12 +157,21 @@ impl WireRun {
         match &mut self.op {
             WireOp::Insert { left, content, .. } => {
                 *left = Some(OpId::new(self.replica, self.seq + u64::from(k) - 1));
-                let cut = content
-                    .char_indices()
-                    .nth(k as usize)
-                    .map_or(content.len(), |(b, _)| b);
-                content.drain(..cut);
+                match content {
+                    Content::Text(content) => {
+                        let cut = content
+                            .char_indices()
+                            .nth(k as usize)
+                            .map_or(content.len(), |(b, _)| b);
+                        content.drain(..cut);
+                    }
+                    Content::Values(v) => {
+                        v.drain(..k as usize);
+                    }
+                }
             }
+            // Length 1: never trimmed.
+            WireOp::Add { .. } | WireOp::Set { .. } => {}
             WireOp::Delete { target, backward } => {
                 if *backward {
                     target.seq -= u64::from(k);
@@ -150,14 +224,60 @@ fn put_block(out: &mut Vec<u8>, raw: &[u8]) {
     out.extend_from_slice(raw);
 }
 
+/// Writes a container kind.
+fn put_kind(out: &mut Vec<u8>, kind: &Kind) {
+    match kind {
+        Kind::Text => out.push(1),
+        Kind::List => out.push(2),
+        Kind::Map => out.push(3),
+        Kind::Counter => out.push(4),
+        Kind::Register(Rule::Lww) => out.push(5),
+        Kind::Register(Rule::MultiValue) => out.push(6),
+        Kind::Register(Rule::Merge(name)) => {
+            out.push(7);
+            put_varint(out, name.len() as u64);
+            out.extend_from_slice(name.as_bytes());
+        }
+    }
+}
+
+/// The fields table of an update being written.
+#[derive(Default)]
+struct FieldTable {
+    keys: Vec<Arc<FieldKey>>,
+    slots: std::collections::HashMap<Arc<FieldKey>, u64>,
+}
+
+impl FieldTable {
+    /// The index of `key`, adding it (after its parents) if new.
+    fn slot(&mut self, key: &Arc<FieldKey>) -> u64 {
+        if let Some(&f) = self.slots.get(key) {
+            return f;
+        }
+        if let Some(p) = &key.parent {
+            self.slot(p);
+        }
+        let f = self.keys.len() as u64;
+        self.keys.push(key.clone());
+        self.slots.insert(key.clone(), f);
+        f
+    }
+}
+
+fn put_id(col: &mut Vec<u8>, agents: &mut ReplicaIndex, id: OpId) {
+    put_varint(col, agents.insert(id.replica).0 as u64);
+    put_varint(col, id.seq);
+}
+
 /// Encodes `runs` (in causal order) as one update.
 pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
     let mut agents = ReplicaIndex::default();
-    let mut fields: Vec<Arc<str>> = Vec::new();
+    let mut fields = FieldTable::default();
     let intern = |r: ReplicaId, agents: &mut ReplicaIndex| -> u64 { agents.insert(r).0 as u64 };
 
     let mut cols: [Vec<u8>; N_COLS] = Default::default();
     let mut content = String::new();
+    let mut values = Vec::new();
     let mut expected_seq: Vec<u64> = Vec::new();
     let mut prev_agent = u64::MAX;
     let mut prev_field = u64::MAX;
@@ -165,15 +285,10 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
     let mut prev_right: Option<OpId> = None;
     for run in runs {
         let agent = intern(run.replica, &mut agents);
-        let field = match fields
-            .iter()
-            .position(|f| Arc::ptr_eq(f, &run.field) || *f == run.field)
-        {
-            Some(f) => f as u64,
-            None => {
-                fields.push(run.field.clone());
-                fields.len() as u64 - 1
-            }
+        let field = match fields.keys.get(prev_field as usize) {
+            // Runs of one field mostly come together.
+            Some(f) if Arc::ptr_eq(f, &run.field) => prev_field,
+            _ => fields.slot(&run.field),
         };
         let mut flags = match run.op {
             WireOp::Insert { .. } => KIND_INSERT,
@@ -181,6 +296,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                 backward: false, ..
             } => KIND_DELETE,
             WireOp::Delete { backward: true, .. } => KIND_DELETE_BACK,
+            WireOp::Add { .. } | WireOp::Set { .. } => KIND_ATOM,
         };
         if agent != prev_agent {
             flags |= F_AGENT;
@@ -192,7 +308,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
             WireOp::Insert {
                 left,
                 right,
-                content: text,
+                content: inserted,
                 ..
             } => {
                 let lmode = match left {
@@ -203,8 +319,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                         O_SAME_AGENT
                     }
                     Some(l) => {
-                        put_varint(&mut cols[C_LEFT], intern(l.replica, &mut agents));
-                        put_varint(&mut cols[C_LEFT], l.seq);
+                        put_id(&mut cols[C_LEFT], &mut agents, *l);
                         O_EXPLICIT
                     }
                 };
@@ -216,14 +331,20 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                         O_SAME_AGENT
                     }
                     Some(r) => {
-                        put_varint(&mut cols[C_RIGHT], intern(r.replica, &mut agents));
-                        put_varint(&mut cols[C_RIGHT], r.seq);
+                        put_id(&mut cols[C_RIGHT], &mut agents, *r);
                         O_EXPLICIT
                     }
                 };
                 prev_right = *right;
                 flags |= (lmode << LEFT_SHIFT) | (rmode << RIGHT_SHIFT);
-                content.push_str(text);
+                match inserted {
+                    Content::Text(text) => content.push_str(text),
+                    Content::Values(vs) => {
+                        for v in vs {
+                            put_value(&mut values, v);
+                        }
+                    }
+                }
             }
             WireOp::Delete { target, .. } => {
                 let t = intern(target.replica, &mut agents);
@@ -235,6 +356,32 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                     );
                 } else {
                     put_varint(&mut cols[C_TARGET], target.seq);
+                }
+            }
+            WireOp::Add { delta } => put_varint(&mut cols[C_EXTRA], zigzag(*delta)),
+            WireOp::Set {
+                key,
+                value,
+                hlc,
+                preds,
+            } => {
+                if let Some(key) = key {
+                    put_varint(&mut values, key.len() as u64);
+                    values.extend_from_slice(key.as_bytes());
+                } else {
+                    put_varint(&mut cols[C_EXTRA], *hlc);
+                }
+                put_varint(&mut cols[C_EXTRA], preds.len() as u64);
+                for p in preds {
+                    put_id(&mut cols[C_TARGET], &mut agents, *p);
+                }
+                match value {
+                    None => flags |= F_NO_VALUE,
+                    Some(MapValue::Value(v)) => put_value(&mut values, v),
+                    Some(MapValue::Container(kind)) => {
+                        flags |= F_CONTAINER;
+                        put_kind(&mut values, kind);
+                    }
                 }
             }
         }
@@ -267,21 +414,24 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
         put_varint(&mut meta, c.len() as u64);
         meta.extend_from_slice(c);
     }
-    let mut out = Vec::with_capacity(meta.len() / 2 + content.len() / 2 + 64);
+    let mut out = Vec::with_capacity(meta.len() / 2 + content.len() / 2 + values.len() + 64);
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
     put_varint(&mut out, agents.ids().len() as u64);
     for a in agents.ids() {
         out.extend_from_slice(a.as_bytes());
     }
-    put_varint(&mut out, fields.len() as u64);
-    for f in &fields {
-        put_varint(&mut out, f.len() as u64);
-        out.extend_from_slice(f.as_bytes());
-        out.push(1);
+    put_varint(&mut out, fields.keys.len() as u64);
+    for f in &fields.keys {
+        let parent = f.parent.as_ref().map_or(0, |p| fields.slots[p] + 1);
+        put_varint(&mut out, parent);
+        put_varint(&mut out, f.name.len() as u64);
+        out.extend_from_slice(f.name.as_bytes());
+        put_kind(&mut out, &f.kind);
     }
     put_block(&mut out, &meta);
     put_block(&mut out, content.as_bytes());
+    put_block(&mut out, &values);
     out
 }
 
@@ -439,7 +589,7 @@ pub(crate) struct RunRef<'a> {
     pub seq: u64,
     pub lamport: u64,
     pub len: u32,
-    pub field: &'a Arc<str>,
+    pub field: &'a Arc<FieldKey>,
     pub op: OpRef<'a>,
 }
 
@@ -448,11 +598,20 @@ pub(crate) enum OpRef<'a> {
     Insert {
         left: Option<OpId>,
         right: Option<OpId>,
-        content: &'a str,
+        content: ContentRef<'a>,
     },
     Delete {
         target: OpId,
         backward: bool,
+    },
+    Add {
+        delta: i64,
+    },
+    Set {
+        key: Option<&'a Arc<str>>,
+        value: Option<&'a MapValue>,
+        hlc: u64,
+        preds: &'a [OpId],
     },
 }
 
@@ -472,9 +631,24 @@ impl RunRef<'_> {
                 } => WireOp::Insert {
                     left,
                     right,
-                    content: content.to_owned(),
+                    content: match content {
+                        ContentRef::Text(t) => Content::Text(t.to_owned()),
+                        ContentRef::Values(v) => Content::Values(v.to_vec()),
+                    },
                 },
                 OpRef::Delete { target, backward } => WireOp::Delete { target, backward },
+                OpRef::Add { delta } => WireOp::Add { delta },
+                OpRef::Set {
+                    key,
+                    value,
+                    hlc,
+                    preds,
+                } => WireOp::Set {
+                    key: key.cloned(),
+                    value: value.cloned(),
+                    hlc,
+                    preds: preds.to_vec(),
+                },
             },
         }
     }
@@ -496,15 +670,47 @@ impl WireRun {
                 } => OpRef::Insert {
                     left: *left,
                     right: *right,
-                    content,
+                    content: content.as_ref(),
                 },
                 WireOp::Delete { target, backward } => OpRef::Delete {
                     target: *target,
                     backward: *backward,
                 },
+                WireOp::Add { delta } => OpRef::Add { delta: *delta },
+                WireOp::Set {
+                    key,
+                    value,
+                    hlc,
+                    preds,
+                } => OpRef::Set {
+                    key: key.as_ref(),
+                    value: value.as_ref(),
+                    hlc: *hlc,
+                    preds,
+                },
             },
         }
     }
+}
+
+/// Reads a container kind.
+fn read_kind(r: &mut Reader<'_>) -> Result<Kind, DecodeError> {
+    Ok(match r.u8()? {
+        1 => Kind::Text,
+        2 => Kind::List,
+        3 => Kind::Map,
+        4 => Kind::Counter,
+        5 => Kind::Register(Rule::Lww),
+        6 => Kind::Register(Rule::MultiValue),
+        7 => Kind::Register(Rule::Merge(read_str(r)?)),
+        _ => return Err(DecodeError::Malformed("unknown container kind")),
+    })
+}
+
+fn read_str(r: &mut Reader<'_>) -> Result<Arc<str>, DecodeError> {
+    let len = r.count(1)?;
+    let s = std::str::from_utf8(r.bytes(len)?).map_err(|_| DecodeError::InvalidUtf8)?;
+    Ok(s.into())
 }
 
 /// Decodes an update and hands each run to `each` in order, after `count` was told
@@ -530,23 +736,53 @@ pub(crate) fn decode_each(
         let b: [u8; 16] = r.bytes(16)?.try_into().expect("16 bytes");
         agents.push(ReplicaId::from_bytes(b));
     }
-    let n_fields = r.count(2)?;
-    let mut fields: Vec<Arc<str>> = Vec::with_capacity(n_fields);
-    for _ in 0..n_fields {
-        let len = r.count(1)?;
-        let name = std::str::from_utf8(r.bytes(len)?).map_err(|_| DecodeError::InvalidUtf8)?;
-        if r.u8()? != 1 {
-            return Err(DecodeError::Malformed("unknown field type"));
+    let n_fields = r.count(3)?;
+    let mut fields: Vec<Arc<FieldKey>> = Vec::with_capacity(n_fields);
+    let mut depths: Vec<usize> = Vec::with_capacity(n_fields);
+    for i in 0..n_fields {
+        let parent = match r.varint()? {
+            0 => None,
+            p if p <= i as u64 => Some(p as usize - 1),
+            _ => {
+                return Err(DecodeError::Malformed(
+                    "a field's parent does not come before it",
+                ));
+            }
+        };
+        let name = read_str(&mut r)?;
+        let kind = read_kind(&mut r)?;
+        let depth = match parent {
+            None => 0,
+            Some(p) => {
+                if fields[p].kind != Kind::Map {
+                    return Err(DecodeError::Malformed("a field's parent is not a map"));
+                }
+                depths[p] + 1
+            }
+        };
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::Malformed("containers nested too deeply"));
         }
-        fields.push(name.into());
+        let key = FieldKey {
+            parent: parent.map(|p| fields[p].clone()),
+            name,
+            kind,
+        };
+        if fields.iter().any(|f| **f == key) {
+            return Err(DecodeError::Malformed("a field is listed twice"));
+        }
+        fields.push(Arc::new(key));
+        depths.push(depth);
     }
     let meta = r.block()?;
     let content = r.block()?;
+    let values = r.block()?;
     // Everything decoding allocates stays within a fixed multiple of the input.
     let budget = bytes.len().saturating_mul(MAX_EXPANSION).max(4096);
-    if meta.len() + content.len() > budget {
-        return Err(DecodeError::Malformed("update expands too much"));
-    }
+    let mut budget = budget
+        .checked_sub(meta.len() + content.len() + values.len())
+        .ok_or(DecodeError::Malformed("update expands too much"))?;
+    let mut vpos = 0usize;
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));
     }
@@ -568,15 +804,19 @@ pub(crate) fn decode_each(
     if n_runs > cols[C_FLAGS].remaining() {
         return Err(DecodeError::Truncated);
     }
-    if n_runs.saturating_mul(std::mem::size_of::<WireRun>()) > budget {
-        return Err(DecodeError::Malformed("update expands too much"));
-    }
+    budget = budget
+        .checked_sub(n_runs.saturating_mul(std::mem::size_of::<WireRun>()))
+        .ok_or(DecodeError::Malformed("update expands too much"))?;
     count(n_runs, content.len());
     let mut expected_seq: Vec<u64> = vec![0; agents.len()];
     let mut agent = usize::MAX;
     let mut field = usize::MAX;
     let mut prev_lamport_end = 0u64;
     let mut prev_right: Option<OpId> = None;
+    let mut list_buf: Vec<Value> = Vec::new();
+    let mut preds_buf: Vec<OpId> = Vec::new();
+    let mut key_buf: Option<Arc<str>>;
+    let mut value_buf: Option<MapValue>;
     let id = |agents: &[ReplicaId], m: &mut Reader<'_>| -> Result<OpId, DecodeError> {
         let a = m.index(agents.len(), "replica index out of range")?;
         let seq = m.varint()?;
@@ -609,8 +849,10 @@ pub(crate) fn decode_each(
             return Err(DecodeError::Malformed("first run names no field"));
         }
         let replica = agents[agent];
+        let kind = &fields[field].kind;
+        let sequence = matches!(kind, Kind::Text | Kind::List);
         let op = match flags & 3 {
-            KIND_INSERT => {
+            KIND_INSERT if sequence => {
                 let left = match (flags >> LEFT_SHIFT) & 3 {
                     O_NONE => None,
                     O_PREV => Some(OpId::new(
@@ -636,27 +878,42 @@ pub(crate) fn decode_each(
                     )),
                 };
                 prev_right = right;
-                let rest = &content[content_pos..];
-                let n = if ascii {
-                    if rest.len() < len as usize {
+                if *kind == Kind::List {
+                    if len as usize > values.len() - vpos {
                         return Err(DecodeError::Truncated);
                     }
-                    len as usize
-                } else {
-                    let mut it = rest.char_indices();
-                    match it.nth(len as usize - 1) {
-                        Some((b, c)) => b + c.len_utf8(),
-                        None => return Err(DecodeError::Truncated),
+                    list_buf.clear();
+                    for _ in 0..len {
+                        list_buf.push(read_value(&values, &mut vpos, &mut budget)?);
                     }
-                };
-                content_pos += n;
-                OpRef::Insert {
-                    left,
-                    right,
-                    content: &rest[..n],
+                    OpRef::Insert {
+                        left,
+                        right,
+                        content: ContentRef::Values(&list_buf),
+                    }
+                } else {
+                    let rest = &content[content_pos..];
+                    let n = if ascii {
+                        if rest.len() < len as usize {
+                            return Err(DecodeError::Truncated);
+                        }
+                        len as usize
+                    } else {
+                        let mut it = rest.char_indices();
+                        match it.nth(len as usize - 1) {
+                            Some((b, c)) => b + c.len_utf8(),
+                            None => return Err(DecodeError::Truncated),
+                        }
+                    };
+                    content_pos += n;
+                    OpRef::Insert {
+                        left,
+                        right,
+                        content: ContentRef::Text(&rest[..n]),
+                    }
                 }
             }
-            k @ (KIND_DELETE | KIND_DELETE_BACK) => {
+            k @ (KIND_DELETE | KIND_DELETE_BACK) if sequence => {
                 if flags >> LEFT_SHIFT != 0 {
                     return Err(DecodeError::Malformed("delete run with origin flags"));
                 }
@@ -680,7 +937,80 @@ pub(crate) fn decode_each(
                     backward,
                 }
             }
-            _ => return Err(DecodeError::Malformed("unknown run kind")),
+            KIND_ATOM if !sequence => {
+                if len != 1 {
+                    return Err(DecodeError::Malformed(
+                        "a counter, register or map run of length > 1",
+                    ));
+                }
+                let is_map = *kind == Kind::Map;
+                let allowed = if is_map { F_NO_VALUE | F_CONTAINER } else { 0 };
+                if flags & !(3 | F_AGENT | F_FIELD | allowed) != 0
+                    || flags & (F_NO_VALUE | F_CONTAINER) == (F_NO_VALUE | F_CONTAINER)
+                {
+                    return Err(DecodeError::Malformed(
+                        "bad flags on a counter, register or map op",
+                    ));
+                }
+                if *kind == Kind::Counter {
+                    OpRef::Add {
+                        delta: unzigzag(cols[C_EXTRA].varint()?),
+                    }
+                } else {
+                    let mut vr = Reader {
+                        buf: &values,
+                        pos: vpos,
+                    };
+                    let (key, hlc) = if is_map {
+                        let k = read_str(&mut vr)?;
+                        budget = budget
+                            .checked_sub(k.len() + 16)
+                            .ok_or(DecodeError::Malformed("update expands too much"))?;
+                        (Some(k), 0)
+                    } else {
+                        (None, cols[C_EXTRA].varint()?)
+                    };
+                    let n_preds = cols[C_EXTRA].varint()?;
+                    // Each pred takes at least two bytes.
+                    if n_preds > (cols[C_TARGET].remaining() / 2) as u64 {
+                        return Err(DecodeError::Truncated);
+                    }
+                    budget = budget
+                        .checked_sub(n_preds as usize * std::mem::size_of::<OpId>())
+                        .ok_or(DecodeError::Malformed("update expands too much"))?;
+                    preds_buf.clear();
+                    for _ in 0..n_preds {
+                        let p = id(&agents, &mut cols[C_TARGET])?;
+                        if p.replica == replica && p.seq >= seq {
+                            return Err(DecodeError::Malformed("a write supersedes a later write"));
+                        }
+                        preds_buf.push(p);
+                    }
+                    value_buf = if flags & F_NO_VALUE != 0 {
+                        None
+                    } else if flags & F_CONTAINER != 0 {
+                        let k = read_kind(&mut vr)?;
+                        if depths[field] + 1 > MAX_DEPTH {
+                            return Err(DecodeError::Malformed("containers nested too deeply"));
+                        }
+                        Some(MapValue::Container(k))
+                    } else {
+                        vpos = vr.pos;
+                        let v = read_value(&values, &mut vpos, &mut budget)?;
+                        vr.pos = vpos;
+                        Some(MapValue::Value(v))
+                    };
+                    vpos = vr.pos;
+                    key_buf = key;
+                    OpRef::Set {
+                        key: key_buf.as_ref(),
+                        value: value_buf.as_ref(),
+                        hlc,
+                        preds: &preds_buf,
+                    }
+                }
+            }
+            _ => return Err(DecodeError::Malformed("run kind does not fit its field")),
         };
         let run = RunRef {
             replica,
@@ -699,6 +1029,9 @@ pub(crate) fn decode_each(
     }
     if content_pos != content.len() {
         return Err(DecodeError::Malformed("content left after the last run"));
+    }
+    if vpos != values.len() {
+        return Err(DecodeError::Malformed("values left after the last run"));
     }
     Ok(true)
 }
@@ -745,7 +1078,11 @@ mod tests {
     fn runs_round_trip() {
         let a = ReplicaId::from_u128(7);
         let b = ReplicaId::from_u128(9);
-        let f: Arc<str> = "body".into();
+        let f = Arc::new(FieldKey {
+            parent: None,
+            name: "body".into(),
+            kind: Kind::Text,
+        });
         let runs = vec![
             WireRun {
                 replica: a,
@@ -756,7 +1093,7 @@ mod tests {
                 op: WireOp::Insert {
                     left: None,
                     right: None,
-                    content: "h😀é".into(),
+                    content: Content::Text("h😀é".into()),
                 },
             },
             WireRun {
@@ -768,7 +1105,7 @@ mod tests {
                 op: WireOp::Insert {
                     left: Some(OpId::new(a, 0)),
                     right: Some(OpId::new(a, 1)),
-                    content: "xy".into(),
+                    content: Content::Text("xy".into()),
                 },
             },
             WireRun {

@@ -20,12 +20,9 @@ pub enum EditError {
         /// The position asked for.
         pos: usize,
     },
-    /// The field exists with another type.
-    #[error("field {name:?} is not a text")]
-    WrongType {
-        /// The field's name.
-        name: String,
-    },
+    /// Containers may nest at most 64 deep, and array values 32 deep.
+    #[error("nested too deeply: at most 64 levels of maps and 32 levels of arrays are supported")]
+    TooDeep,
     /// The document cannot grow further (4 Gi ops or chars).
     #[error("the document is too large: at most 2^32 operations and characters are supported")]
     TooLarge,
@@ -40,7 +37,7 @@ pub enum DecodeError {
     BadMagic,
     /// The update was written by a newer format version.
     #[error(
-        "update format version {0} is not supported (this build reads version 1); upgrade Chorus"
+        "update format version {0} is not supported (this build reads version 2); upgrade Chorus"
     )]
     UnsupportedVersion(u8),
     /// The bytes end before the structure they describe.

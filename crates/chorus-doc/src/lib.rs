@@ -35,16 +35,27 @@
 //! forwards or backwards. Positions count Unicode scalar values by default;
 //! `*_utf16` methods take UTF-16 code units, as browsers and CodeMirror do.
 
+mod containers;
 mod doc;
 mod encoding;
 mod error;
 mod grow;
 mod ids;
+mod merge;
 mod oplog;
 mod tree;
+mod types;
+mod value;
 mod version;
 
+pub use containers::{
+    CounterMut, CounterView, FieldConflict, ListMut, ListView, MapMut, MapView, RegisterMut,
+    RegisterView,
+};
 pub use doc::{ApplyReport, Change, Doc, TextMut, TextView, Transaction};
 pub use error::{CheckError, DecodeError, EditError};
 pub use ids::{OpId, ReplicaId};
+pub use merge::{Max, MergeRule, Min, Union};
+pub use types::{Kind, MapValue, Rule, Write};
+pub use value::Value;
 pub use version::{Causality, VersionVector};

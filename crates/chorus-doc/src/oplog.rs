@@ -10,8 +10,10 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use crate::tree::Lv;
-use crate::{ReplicaId, VersionVector};
+use crate::{MapValue, ReplicaId, VersionVector};
 
 /// What a stretch of operations does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +27,23 @@ pub(crate) enum Op {
     },
     /// Deletes `len` items: `target, target + 1, …` or, backward, `target, target - 1, …`.
     Delete { target: Lv, backward: bool },
+    /// One counter, register or map operation: `OpLog::atoms[idx]` (its length is 1).
+    Atom { idx: u32 },
+}
+
+/// A counter, register or map operation.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Atom {
+    /// Adds to a counter (wrapping on overflow, so the sum is order-independent).
+    Add(i64),
+    /// Writes a register (no key) or a map key; `value: None` deletes a map key.
+    /// `preds` are the writes it supersedes (those its writer saw).
+    Set {
+        key: Option<Arc<str>>,
+        value: Option<MapValue>,
+        hlc: u64,
+        preds: Box<[Lv]>,
+    },
 }
 
 /// A run of consecutive operations by one replica.
@@ -51,7 +70,7 @@ impl Entry {
             } else {
                 (target, target + self.len - 1)
             }),
-            Op::Insert { .. } => None,
+            Op::Insert { .. } | Op::Atom { .. } => None,
         }
     }
 }
@@ -86,6 +105,8 @@ pub(crate) struct OpLog {
     pub agent_index: HashMap<ReplicaId, u32>,
     pub entries: Vec<Entry>,
     pub version: VersionVector,
+    /// The counter, register and map operations, in LV order.
+    pub atoms: Vec<Atom>,
     /// The highest Lamport timestamp seen (0 before any op; ops start at 1).
     pub max_lamport: u64,
     /// Where in `version` the last refreshed replica's entry was.
@@ -223,6 +244,14 @@ impl OpLog {
         });
     }
 
+    /// The counter, register or map op `lv` (which must be one).
+    pub fn atom_at(&self, lv: Lv) -> &Atom {
+        match self.entries[self.entry_index(lv)].op {
+            Op::Atom { idx } => &self.atoms[idx as usize],
+            _ => unreachable!("lv {lv} is not a counter, register or map op"),
+        }
+    }
+
     /// The index of the entry holding `lv`.
     pub fn entry_index(&self, lv: Lv) -> usize {
         self.entries.partition_point(|e| e.end() <= lv)
@@ -278,11 +307,16 @@ impl OpLog {
                     ..
                 } = &mut e.op
                 {
-                    let text = &content[*byte_start as usize..];
-                    *byte_len = text
-                        .char_indices()
-                        .nth(keep as usize)
-                        .map_or(text.len(), |(b, _)| b) as u32;
+                    // Runs of one byte per item (ASCII text, list elements) split
+                    // without looking at the content.
+                    *byte_len = if *byte_len == e.len {
+                        keep
+                    } else {
+                        let text = &content[*byte_start as usize..];
+                        text.char_indices()
+                            .nth(keep as usize)
+                            .map_or(text.len(), |(b, _)| b) as u32
+                    };
                 }
                 e.len = keep;
             }
