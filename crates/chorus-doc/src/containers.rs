@@ -420,7 +420,14 @@ impl RegisterMut<'_> {
     }
 }
 
-impl RegisterView<'_> {
+impl<'d> RegisterView<'d> {
+    pub(crate) fn at(doc: &'d Doc, field: u32) -> Self {
+        RegisterView {
+            doc,
+            field: Some(field),
+        }
+    }
+
     /// The value: for last-writer-wins, the winning write; for multi-value, the
     /// write that sorts last by (clock, replica) among the conflicting ones (check
     /// [`conflicts`](Self::conflicts)); for merge registers, the merge of every write
@@ -587,6 +594,13 @@ impl<'t> MapMut<'t> {
 }
 
 impl<'d> MapView<'d> {
+    pub(crate) fn at(doc: &'d Doc, field: u32) -> Self {
+        MapView {
+            doc,
+            field: Some(field),
+        }
+    }
+
     fn keys_body(&self) -> Option<&'d std::collections::BTreeMap<Arc<str>, Vec<Lv>>> {
         match &self.doc.fields[self.field? as usize].body {
             Body::Map(keys) => Some(keys),

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::encoding::{self, Content, ContentRef, OpRef, RunRef, WireOp, WireRun};
+use crate::events::{Observers, Recorder};
 use crate::ids::ReplicaIndex;
 use crate::merge::MergeRule;
 use crate::oplog::{Atom, Entry, Op, OpLog};
@@ -40,7 +41,7 @@ pub struct Doc {
     pub(crate) rules: HashMap<Arc<str>, Arc<dyn MergeRule>>,
     /// For every LV that is an insert: the leaf of its field's tree holding it (built
     /// on first need).
-    index: LvIndex,
+    pub(crate) index: LvIndex,
     pub(crate) fields: Vec<Field>,
     /// Field indexes by name (any parent, any kind).
     field_index: HashMap<Arc<str>, Vec<u32>>,
@@ -51,6 +52,9 @@ pub struct Doc {
     pending_limit: usize,
     /// The field the last `field_id` call named.
     last_field: u32,
+    pub(crate) observers: Observers,
+    /// What the current transaction or apply touched, while observed.
+    pub(crate) recorder: Option<Box<Recorder>>,
 }
 
 /// "No parent": a field of the document root.
@@ -219,6 +223,8 @@ impl Doc {
             pending_ops: 0,
             pending_limit: DEFAULT_PENDING_LIMIT,
             last_field: 0,
+            observers: Observers::default(),
+            recorder: None,
         }
     }
 
@@ -304,6 +310,7 @@ impl Doc {
 
     /// Starts a transaction. Commit it to keep its edits.
     pub fn transact(&mut self) -> Transaction<'_> {
+        self.start_recording();
         Transaction {
             start_lv: self.log.next_lv(),
             start_seq: self.log.agents[self.me as usize].next_seq(),
@@ -342,21 +349,41 @@ impl Doc {
     /// [pending limit](Self::set_pending_limit)) and are applied as soon as they can be.
     /// On error nothing changed.
     pub fn apply_update(&mut self, update: &[u8]) -> Result<ApplyReport, DecodeError> {
+        self.start_recording();
+        let r = self.apply_update_inner(update);
+        match r {
+            Ok(_) => self.finish_recording(false),
+            Err(_) => self.recorder = None,
+        }
+        r
+    }
+
+    fn apply_update_inner(&mut self, update: &[u8]) -> Result<ApplyReport, DecodeError> {
         if self.log.next_lv() == 0 && self.pending.is_empty() && self.fields.is_empty() {
             let rules = self.rules.clone();
+            let observers = std::mem::take(&mut self.observers);
+            let recorder = self.recorder.take();
             // An empty document (loading a full state): apply while decoding, and
             // start over empty if that does not work out.
             let limit = self.pending_limit;
+            self.recorder = recorder;
             let loaded = self.load_in_order(update);
             if let Ok(true) = loaded {
+                self.observers = observers;
                 return Ok(ApplyReport {
                     applied: self.version().total_ops(),
                     ..ApplyReport::default()
                 });
             }
+            let recorder = self.recorder.take();
             *self = Doc::new(self.replica);
             self.pending_limit = limit;
             self.rules = rules;
+            self.observers = observers;
+            self.recorder = recorder;
+            if self.recorder.is_some() {
+                self.ensure_index();
+            }
             loaded?;
         }
         let runs = encoding::decode_runs(update)?;
@@ -513,7 +540,7 @@ impl Doc {
     // ------------------------------------------------------------ internals
 
     /// Builds the LV index if it is not built yet.
-    fn ensure_index(&mut self) {
+    pub(crate) fn ensure_index(&mut self) {
         if self.index.is_on() {
             return;
         }
@@ -772,6 +799,10 @@ impl Doc {
 
     /// Updates field `field`'s state with atom `idx`, applied as op `lv`.
     fn apply_atom(&mut self, field: u32, lv: Lv, idx: u32) {
+        if self.recorder.is_some() {
+            let atom = self.log.atoms[idx as usize].clone();
+            self.record_atom(field, &atom);
+        }
         let f = &mut self.fields[field as usize];
         apply_atom_to(
             &mut f.body,
@@ -809,6 +840,7 @@ impl Doc {
             let take = remaining.min(r.len - cur.off);
             let target = r.lv + cur.off;
             tree.set_deleted_at(cur, take, true, &self.content, &mut self.index);
+            self.record_hidden(field, target, take);
             self.push_local(
                 field,
                 Op::Delete {
@@ -962,6 +994,15 @@ impl Doc {
     fn delete_range(&mut self, field: u32, lo: Lv, hi: Lv) {
         let mut lv = lo;
         while lv <= hi {
+            if self.recorder.is_some() {
+                let tree = self.fields[field as usize].seq();
+                let cur = tree.locate(lv, self.index.leaf(lv));
+                let r = tree.run(cur.leaf, cur.idx);
+                if !r.deleted {
+                    let n = (r.len - cur.off).min(hi - lv + 1);
+                    self.record_hidden(field, lv, n);
+                }
+            }
             let tree = self.fields[field as usize].seq_mut();
             let done = tree.set_deleted(lv, hi - lv + 1, true, &self.content, &mut self.index);
             lv += done;
@@ -1527,6 +1568,7 @@ impl Doc {
         let field = self.field_of_key(run.field);
         let agent = self.log.intern(run.replica);
         self.touch(field, run.lamport, run.replica);
+        self.record_replica(run.replica);
         match run.op {
             OpRef::Insert {
                 left,
@@ -1880,6 +1922,7 @@ impl<'d> Transaction<'d> {
         let mut this = std::mem::ManuallyDrop::new(self);
         let me = this.doc.me;
         this.doc.log.refresh_version(me);
+        this.doc.finish_recording(true);
         let doc: &Doc = &*this.doc;
         let end = doc.log.agents[doc.me as usize].next_seq();
         (end > this.start_seq).then(|| Change {
@@ -1903,6 +1946,7 @@ impl Drop for Transaction<'_> {
             hlc: self.start_hlc,
             fields: self.fields_before,
         };
+        self.doc.recorder = None;
         self.doc.rollback(&t);
     }
 }

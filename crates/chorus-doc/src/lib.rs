@@ -39,6 +39,7 @@ mod containers;
 mod doc;
 mod encoding;
 mod error;
+mod events;
 mod grow;
 mod ids;
 mod merge;
@@ -54,6 +55,9 @@ pub use containers::{
 };
 pub use doc::{ApplyReport, Change, Doc, TextMut, TextView, Transaction};
 pub use error::{CheckError, DecodeError, EditError};
+pub use events::{
+    Diff, Event, FieldChange, KeyChange, ListDelta, Origin, SubscriptionId, TextDelta, TextUnit,
+};
 pub use ids::{OpId, ReplicaId};
 pub use merge::{Max, MergeRule, Min, Union};
 pub use types::{Kind, MapValue, Rule, Write};

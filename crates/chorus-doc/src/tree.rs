@@ -603,6 +603,41 @@ impl Tree {
         c
     }
 
+    /// The counts of everything before `cur`, which must be at the start of a run or
+    /// inside a run whose first `cur.off` items' text is in `content` (lists: ASCII-like).
+    pub fn counts_before(&self, cur: Cur, content: &str) -> Counts {
+        let l = &self.leaves[cur.leaf as usize];
+        let mut c = Counts::default();
+        for r in &l.runs[..cur.idx] {
+            c.add(r.counts());
+        }
+        if cur.off > 0 {
+            let r = &l.runs[cur.idx];
+            c.raw += cur.off;
+            if !r.deleted {
+                let (bytes, utf16) = if r.is_ascii() {
+                    (cur.off, cur.off)
+                } else {
+                    prefix_units(&content[r.byte_start as usize..], cur.off)
+                };
+                c.chars += cur.off;
+                c.utf16 += utf16;
+                c.bytes += bytes;
+            }
+        }
+        let mut slot = l.slot as usize;
+        let mut parent = l.parent;
+        while parent != NONE {
+            let node = &self.nodes[parent as usize];
+            for k in &node.counts[..slot] {
+                c.add(*k);
+            }
+            slot = node.slot as usize;
+            parent = node.parent;
+        }
+        c
+    }
+
     /// The number of items (tombstones included) before `cur`.
     pub fn raw_pos(&self, cur: Cur) -> u32 {
         let l = &self.leaves[cur.leaf as usize];
