@@ -36,6 +36,7 @@
 //! `*_utf16` methods take UTF-16 code units, as browsers and CodeMirror do.
 
 mod containers;
+mod cursor;
 mod doc;
 mod encoding;
 mod error;
@@ -53,6 +54,7 @@ pub use containers::{
     CounterMut, CounterView, FieldConflict, ListMut, ListView, MapMut, MapView, RegisterMut,
     RegisterView,
 };
+pub use cursor::{Assoc, Cursor};
 pub use doc::{ApplyReport, Change, Doc, TextMut, TextView, Transaction};
 pub use error::{CheckError, DecodeError, EditError};
 pub use events::{

@@ -577,6 +577,25 @@ impl Tree {
         }
     }
 
+    /// The place of item `lv`, found by walking the leaves (when there is no index).
+    pub fn scan_for(&self, lv: Lv) -> Option<Cur> {
+        let mut leaf = self.first_leaf;
+        while leaf != NONE {
+            let l = &self.leaves[leaf as usize];
+            for (idx, r) in l.runs[..l.n as usize].iter().enumerate() {
+                if lv >= r.lv && lv < r.lv + r.len {
+                    return Some(Cur {
+                        leaf,
+                        idx,
+                        off: lv - r.lv,
+                    });
+                }
+            }
+            leaf = l.next;
+        }
+        None
+    }
+
     /// The place of item `lv`, whose leaf is `leaf`.
     pub fn locate(&self, lv: Lv, leaf: u32) -> Cur {
         let l = &self.leaves[leaf as usize];
