@@ -793,7 +793,7 @@ impl<'d> ListView<'d> {
             doc.fields[f as usize]
                 .seq()
                 .runs()
-                .filter(|r| !r.deleted)
+                .filter(|r| !r.deleted())
                 .flat_map(move |r| {
                     let s = r.byte_start as usize;
                     doc.elems[s..s + r.len as usize].iter()

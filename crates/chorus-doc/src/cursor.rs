@@ -176,7 +176,7 @@ impl TextView<'_> {
         };
         let mut at = tree.counts_before(cur, &self.doc.content);
         let r = tree.run(cur.leaf, cur.idx);
-        if cursor.assoc == Assoc::Before && !r.deleted {
+        if cursor.assoc == Assoc::Before && !r.deleted() {
             // After the anchor character.
             let c = r
                 .text(&self.doc.content)

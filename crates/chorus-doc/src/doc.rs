@@ -43,6 +43,8 @@ pub struct Doc {
     /// on first need).
     pub(crate) index: LvIndex,
     pub(crate) fields: Vec<Field>,
+    /// Delete ops that undeletes undid (by LV), with how many undeletes name each.
+    undone: HashMap<Lv, u32>,
     /// Field indexes by name (any parent, any kind).
     field_index: HashMap<Arc<str>, Vec<u32>>,
     pending: Vec<WireRun>,
@@ -217,6 +219,7 @@ impl Doc {
             rules: builtin_rules(),
             index: LvIndex::default(),
             fields: Vec::new(),
+            undone: HashMap::new(),
             field_index: HashMap::new(),
             pending: Vec::new(),
             pending_keys: HashSet::new(),
@@ -449,7 +452,7 @@ impl Doc {
             tree.check(&self.index).map_err(CheckError)?;
             let mut chars = 0u32;
             for r in tree.runs() {
-                chars += if r.deleted { 0 } else { r.len };
+                chars += if r.deleted() { 0 } else { r.len };
                 let e = &self.log.entries[self.log.entry_index(r.lv)];
                 if e.field as usize != fi {
                     return err(format!("lv {} is in the wrong field", r.lv));
@@ -468,6 +471,40 @@ impl Doc {
             }
             if chars != tree.total().chars {
                 return err(format!("field {} visible count is wrong", f.name));
+            }
+        }
+        // Every item is hidden by exactly the delete ops that target it and are not
+        // undone.
+        let mut undone: HashMap<Lv, u32> = HashMap::new();
+        for e in &self.log.entries {
+            if let Op::Undelete { target } = e.op {
+                for d in target..target + e.len {
+                    *undone.entry(d).or_default() += 1;
+                }
+            }
+        }
+        if undone != self.undone {
+            return err("the undone-deletes table disagrees with the log".into());
+        }
+        let mut dels: HashMap<Lv, u32> = HashMap::new();
+        for e in &self.log.entries {
+            if let Op::Delete { .. } = e.op {
+                for d in e.lv..e.end() {
+                    if !undone.contains_key(&d) {
+                        *dels.entry(Self::delete_target(e, d)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        for f in &self.fields {
+            if let Body::Seq(tree) = &f.body {
+                for r in tree.runs() {
+                    for lv in r.lv..r.lv + r.len {
+                        if dels.get(&lv).copied().unwrap_or(0) != r.dels {
+                            return err(format!("item {lv} has the wrong delete count"));
+                        }
+                    }
+                }
             }
         }
         // Counter, register and map states equal a replay of their ops.
@@ -690,7 +727,7 @@ impl Doc {
             byte_start,
             byte_len: text.len() as u32,
             utf16_len: utf16,
-            deleted: false,
+            dels: 0,
         };
         self.fields[field as usize]
             .seq_mut()
@@ -748,7 +785,7 @@ impl Doc {
             byte_start: start,
             byte_len: n,
             utf16_len: n,
-            deleted: false,
+            dels: 0,
         };
         self.fields[field as usize]
             .seq_mut()
@@ -839,8 +876,8 @@ impl Doc {
             let r = *tree.run(cur.leaf, cur.idx);
             let take = remaining.min(r.len - cur.off);
             let target = r.lv + cur.off;
-            tree.set_deleted_at(cur, take, true, &self.content, &mut self.index);
-            self.record_hidden(field, target, take);
+            tree.add_dels_at(cur, take, true, &self.content, &mut self.index);
+            self.record_touched(field, target, take, true);
             self.push_local(
                 field,
                 Op::Delete {
@@ -990,22 +1027,236 @@ impl Doc {
         dest
     }
 
-    /// Marks the inserts `lo..=hi` of `field` deleted.
+    /// Makes local ops that undo this replica's ops `seqs` (in reverse order): inserted
+    /// items are deleted, deletes are undone (restoring the original items), undeletes
+    /// are deleted again, counter adds are subtracted, and register and map writes
+    /// still in effect are replaced by what they superseded. Merge registers cannot
+    /// go back (their merge only grows) and are left alone.
+    pub(crate) fn invert(&mut self, seqs: &[Range<u64>], now_ms: u64) -> Result<(), EditError> {
+        self.ensure_index();
+        let me = self.me;
+        let mut lvs: Vec<(Lv, u32)> = Vec::new();
+        for r in seqs {
+            let known = self.log.agents[me as usize].next_seq();
+            let end = r.end.min(known);
+            if r.start < end {
+                lvs.extend(self.log.lv_ranges(me, r.start, end - r.start));
+            }
+        }
+        lvs.sort_unstable();
+        // Split along log entries, then undo the newest first.
+        let mut pieces: Vec<(usize, Lv, u32)> = Vec::new();
+        for (lo, len) in lvs {
+            let mut lv = lo;
+            let end = lo + len;
+            while lv < end {
+                let i = self.log.entry_index(lv);
+                let e_end = self.log.entries[i].end().min(end);
+                pieces.push((i, lv, e_end - lv));
+                lv = e_end;
+            }
+        }
+        // Writes to one register or map key: the last one is undone, back to what the
+        // first one superseded.
+        type WriteKey = (u32, Option<Arc<str>>);
+        let mut writes: HashMap<WriteKey, (Lv, Lv)> = HashMap::new();
+        for &(i, lo, _) in &pieces {
+            let e = &self.log.entries[i];
+            if let Op::Atom { idx } = e.op {
+                if let Atom::Set { key, .. } = &self.log.atoms[idx as usize] {
+                    writes
+                        .entry((e.field, key.clone()))
+                        .and_modify(|w| w.1 = lo)
+                        .or_insert((lo, lo));
+                }
+            }
+        }
+        for (i, lo, len) in pieces.into_iter().rev() {
+            let e = self.log.entries[i];
+            match e.op {
+                Op::Insert { .. } => self.local_delete_items(e.field, lo, len)?,
+                Op::Delete { .. } => {
+                    // Only delete ops not undone already.
+                    let mut d = lo;
+                    while d < lo + len {
+                        if self.undone.contains_key(&d) {
+                            d += 1;
+                            continue;
+                        }
+                        let mut n = 1;
+                        while d + n < lo + len && !self.undone.contains_key(&(d + n)) {
+                            n += 1;
+                        }
+                        self.local_undelete(e.field, d, n)?;
+                        d += n;
+                    }
+                }
+                Op::Undelete { target } => {
+                    let first = target + (lo - e.lv);
+                    for d in first..first + len {
+                        let de = self.log.entries[self.log.entry_index(d)];
+                        let item = Self::delete_target(&de, d);
+                        self.local_delete_items(e.field, item, 1)?;
+                    }
+                }
+                Op::Atom { idx } => {
+                    let first = match &self.log.atoms[idx as usize] {
+                        Atom::Set { key, .. } => match writes.get(&(e.field, key.clone())) {
+                            Some(&(first, last)) if last == lo => first,
+                            _ => continue,
+                        },
+                        Atom::Add(_) => lo,
+                    };
+                    if let Some(mut atom) = self.inverse_atom(e.field, lo, first) {
+                        if let Atom::Set { key: None, hlc, .. } = &mut atom {
+                            // A register write: stamped like any other.
+                            *hlc = crate::types::hlc::next(self.hlc, now_ms);
+                            self.hlc = *hlc;
+                        }
+                        self.local_atom(e.field, atom)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The op that undoes atom op `lv` of `field`, if it is still in effect, restoring
+    /// what op `first` (the same key's first write in the step) superseded.
+    fn inverse_atom(&self, field: u32, lv: Lv, first: Lv) -> Option<Atom> {
+        let f = &self.fields[field as usize];
+        let preds = match self.log.atom_at(first) {
+            Atom::Set { preds, .. } => &preds[..],
+            Atom::Add(_) => &[],
+        };
+        match (self.log.atom_at(lv), &f.body) {
+            (Atom::Add(d), _) => Some(Atom::Add(d.wrapping_neg())),
+            (Atom::Set { .. }, Body::Register(writes)) => {
+                if !self.all_mine(writes) {
+                    return None;
+                }
+                let value = self.shown_among(preds, true);
+                Some(Atom::Set {
+                    key: None,
+                    value,
+                    hlc: 0,
+                    preds: writes.as_slice().into(),
+                })
+            }
+            (Atom::Set { key: Some(key), .. }, Body::Map(keys)) => {
+                let current = keys.get(key).map_or(&[][..], |w| w.as_slice());
+                // Still ours: nobody else's write shows there since.
+                if !self.all_mine(current) {
+                    return None;
+                }
+                Some(Atom::Set {
+                    key: Some(key.clone()),
+                    value: self.shown_among(preds, false),
+                    hlc: 0,
+                    preds: current.into(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether every op of `lvs` is this replica's (so an undo overwrites nobody).
+    fn all_mine(&self, lvs: &[Lv]) -> bool {
+        lvs.iter()
+            .all(|&lv| self.log.entries[self.log.entry_index(lv)].agent == self.me)
+    }
+
+    /// What the writes `lvs` showed: the value of the one with the highest (clock,
+    /// replica) for registers, (Lamport, replica) for maps; `None` for none.
+    fn shown_among(&self, lvs: &[Lv], by_clock: bool) -> Option<MapValue> {
+        lvs.iter()
+            .filter_map(|&lv| match self.log.atom_at(lv) {
+                Atom::Set {
+                    value: Some(v),
+                    hlc: stamp,
+                    ..
+                } => {
+                    let (lamport, replica, _) = self.stamp(lv);
+                    let order = if by_clock { *stamp } else { lamport };
+                    Some(((order, replica), v))
+                }
+                _ => None,
+            })
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Deletes items `lo..lo + len` of `field` by id, visible or not (an undo of their
+    /// insertion: a later undo of someone's delete must not bring them back).
+    fn local_delete_items(&mut self, field: u32, lo: Lv, len: u32) -> Result<(), EditError> {
+        if !self.ensure_capacity(len as usize, 0) {
+            return Err(EditError::TooLarge);
+        }
+        self.push_local(
+            field,
+            Op::Delete {
+                target: lo,
+                backward: false,
+            },
+            len,
+        );
+        self.change_dels(field, lo, lo + len - 1, true);
+        Ok(())
+    }
+
+    /// Undoes this replica's delete ops `target..target + len` of `field`.
+    fn local_undelete(&mut self, field: u32, target: Lv, len: u32) -> Result<(), EditError> {
+        if !self.ensure_capacity(len as usize, 0) {
+            return Err(EditError::TooLarge);
+        }
+        self.push_local(field, Op::Undelete { target }, len);
+        self.undelete(field, target, len);
+        Ok(())
+    }
+
+    /// Adds one delete to the items `lo..=hi` of `field`.
     fn delete_range(&mut self, field: u32, lo: Lv, hi: Lv) {
+        self.change_dels(field, lo, hi, true);
+    }
+
+    /// Adds one delete to (`up`), or removes one from, the items `lo..=hi` of `field`.
+    fn change_dels(&mut self, field: u32, lo: Lv, hi: Lv, up: bool) {
         let mut lv = lo;
         while lv <= hi {
             if self.recorder.is_some() {
                 let tree = self.fields[field as usize].seq();
                 let cur = tree.locate(lv, self.index.leaf(lv));
                 let r = tree.run(cur.leaf, cur.idx);
-                if !r.deleted {
-                    let n = (r.len - cur.off).min(hi - lv + 1);
-                    self.record_hidden(field, lv, n);
-                }
+                let n = (r.len - cur.off).min(hi - lv + 1);
+                let visible = !r.deleted();
+                self.record_touched(field, lv, n, visible);
             }
             let tree = self.fields[field as usize].seq_mut();
-            let done = tree.set_deleted(lv, hi - lv + 1, true, &self.content, &mut self.index);
+            let done = tree.add_dels(lv, hi - lv + 1, up, &self.content, &mut self.index);
             lv += done;
+        }
+    }
+
+    /// The item that delete op `lv` (of entry `e`) targets.
+    fn delete_target(e: &Entry, lv: Lv) -> Lv {
+        match e.op {
+            Op::Delete { target, backward } if backward => target - (lv - e.lv),
+            Op::Delete { target, .. } => target + (lv - e.lv),
+            _ => unreachable!("not a delete"),
+        }
+    }
+
+    /// Applies an undelete of delete ops `target..target + len` (all of `field`): each
+    /// delete op is undone once, however many undeletes name it.
+    fn undelete(&mut self, field: u32, target: Lv, len: u32) {
+        for d in target..target + len {
+            let n = self.undone.entry(d).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                let e = self.log.entries[self.log.entry_index(d)];
+                let item = Self::delete_target(&e, d);
+                self.change_dels(field, item, item, false);
+            }
         }
     }
 
@@ -1132,6 +1383,31 @@ impl Doc {
                     done += take;
                 }
             }
+            Op::Undelete { target } => {
+                // The delete ops undone may belong to several replicas (or spans).
+                let mut done = 0u32;
+                let total = hi - lo;
+                while done < total {
+                    let t = target + k + done;
+                    let te = &self.log.entries[self.log.entry_index(t)];
+                    let take = (te.end() - t).min(total - done);
+                    let (ta, tseq) = self.log.id_of(t);
+                    push_coalesced(
+                        out,
+                        WireRun {
+                            replica,
+                            seq: seq + u64::from(done),
+                            lamport: lamport + u64::from(done),
+                            len: take,
+                            field: field.clone(),
+                            op: WireOp::Undelete {
+                                target: OpId::new(self.log.agents[ta as usize].id, tseq),
+                            },
+                        },
+                    );
+                    done += take;
+                }
+            }
             Op::Atom { idx } => {
                 let op = match &self.log.atoms[idx as usize] {
                     Atom::Add(delta) => WireOp::Add { delta: *delta },
@@ -1217,6 +1493,30 @@ impl Doc {
         let (vlv, span_left) = plan.lookup(id)?;
         let mut n = 0;
         while n < span_left.min(max) && plan.kinds[(vlv + n) as usize] == code {
+            n += 1;
+        }
+        Some(n)
+    }
+
+    /// How many ops from `id` on (at most `max`) are known deletes of field `code` in
+    /// one stretch of ids: `Some(0)` if `id` is known but is not one, `None` if unknown.
+    fn known_deletes(&self, plan: &Plan, id: OpId, code: u32, max: u64) -> Option<u64> {
+        if let Some(a) = self.log.find(&id.replica) {
+            let spans = &self.log.agents[a as usize].spans;
+            let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
+            if let Some(s) = spans.get(i).filter(|s| s.seq <= id.seq) {
+                let lv = s.lv + (id.seq - s.seq) as u32;
+                let span_left = s.seq + u64::from(s.len) - id.seq;
+                let e = &self.log.entries[self.log.entry_index(lv)];
+                if !matches!(e.op, Op::Delete { .. }) || e.field != code {
+                    return Some(0);
+                }
+                return Some(u64::from(e.end() - lv).min(span_left).min(max));
+            }
+        }
+        let (vlv, span_left) = plan.lookup(id)?;
+        let mut n = 0;
+        while n < span_left.min(max) && plan.kinds[(vlv + n) as usize] == code | DELETE_BIT {
             n += 1;
         }
         Some(n)
@@ -1394,6 +1694,25 @@ impl Doc {
                 Readiness::Ready
             }
             OpRef::Add { .. } => Readiness::Ready,
+            OpRef::Undelete { target } => {
+                let lo = target.seq + u64::from(skip);
+                let hi = target.seq + u64::from(run.len);
+                if self.next_seq_of(plan, target.replica) < hi {
+                    return Readiness::Waiting;
+                }
+                let mut seq = lo;
+                while seq < hi {
+                    match self.known_deletes(plan, OpId::new(target.replica, seq), code, hi - seq) {
+                        Some(n) if n > 0 => seq += n,
+                        _ => {
+                            return Readiness::Invalid(
+                                "an undelete targets something that is not a delete of the same field",
+                            );
+                        }
+                    }
+                }
+                Readiness::Ready
+            }
             OpRef::Set { preds, .. } => {
                 // A write waits for the writes it supersedes (which decoding checked
                 // are earlier ones when they are its own replica's).
@@ -1604,7 +1923,7 @@ impl Doc {
                     byte_start,
                     byte_len,
                     utf16_len: utf16,
-                    deleted: false,
+                    dels: 0,
                 };
                 self.log.push(
                     agent,
@@ -1620,6 +1939,21 @@ impl Doc {
                     run.len,
                 );
                 self.integrate_insert(field, r, run.replica);
+            }
+            OpRef::Undelete { target } => {
+                let ta = self
+                    .log
+                    .find(&target.replica)
+                    .expect("planned replica is known");
+                let mut seq = run.seq;
+                let mut lamport = run.lamport;
+                for (tlv, n) in self.log.lv_ranges(ta, target.seq, u64::from(run.len)) {
+                    self.log
+                        .push(agent, seq, lamport, field, Op::Undelete { target: tlv }, n);
+                    self.undelete(field, tlv, n);
+                    seq += u64::from(n);
+                    lamport += u64::from(n);
+                }
             }
             OpRef::Add { delta } => self.apply_remote_atom(agent, run, field, Atom::Add(delta)),
             OpRef::Set {
@@ -1723,6 +2057,7 @@ impl Doc {
             f.body = Body::new(&f.kind);
             f.first = None;
         }
+        self.undone.clear();
         // The log stays in place: integrating reads it (replica ids for ties).
         for i in 0..self.log.entries.len() {
             let e = self.log.entries[i];
@@ -1751,7 +2086,7 @@ impl Doc {
                         byte_start,
                         byte_len,
                         utf16_len,
-                        deleted: false,
+                        dels: 0,
                     };
                     self.integrate_insert(e.field, run, replica);
                 }
@@ -1760,6 +2095,7 @@ impl Doc {
                     self.delete_range(e.field, lo, hi);
                 }
                 Op::Atom { idx } => self.apply_atom(e.field, e.lv, idx),
+                Op::Undelete { target } => self.undelete(e.field, target, e.len),
             }
         }
     }
@@ -1818,6 +2154,13 @@ fn push_coalesced(out: &mut Vec<WireRun>, run: WireRun) {
                         return;
                     }
                 }
+                (WireOp::Undelete { target: t0 }, WireOp::Undelete { target })
+                    if t0.replica == target.replica
+                        && t0.seq + u64::from(last.len) == target.seq =>
+                {
+                    last.len += run.len;
+                    return;
+                }
                 _ => {}
             }
         }
@@ -1846,8 +2189,10 @@ enum RunState {
     Rejected,
 }
 
-/// Marks a planned op that is not an insert (in [`Plan::kinds`]).
-const KIND_DELETE: u32 = u32::MAX;
+/// Marks a planned op that is neither an insert nor a delete (in [`Plan::kinds`]).
+const KIND_OTHER: u32 = u32::MAX;
+/// Marks a planned delete of field `code` as `code | DELETE_BIT` (in [`Plan::kinds`]).
+const DELETE_BIT: u32 = 1 << 31;
 
 /// What an update will apply, in order, and what will wait. Planned ops get virtual
 /// LVs (their position in the plan), so references to them resolve without search.
@@ -1862,7 +2207,8 @@ struct Plan {
     replica_index: ReplicaIndex,
     /// Per replica (by `replica_index`): spans of (seq, virtual LV, len).
     replicas: Vec<Vec<(u64, u64, u32)>>,
-    /// The field code of every planned op (or [`KIND_DELETE`]), by virtual LV.
+    /// The field code of every planned op (see [`DELETE_BIT`], [`KIND_OTHER`]), by
+    /// virtual LV.
     kinds: Vec<u32>,
     /// Fields that planned ops will create, in code order after the existing ones.
     new_fields: Vec<Arc<FieldKey>>,
@@ -1879,7 +2225,8 @@ impl Plan {
         let vlv = self.kinds.len() as u64;
         let kind = match run.op {
             WireOp::Insert { .. } => code,
-            _ => KIND_DELETE,
+            WireOp::Delete { .. } if code < DELETE_BIT => code | DELETE_BIT,
+            _ => KIND_OTHER,
         };
         let (seq, len) = (run.seq + u64::from(skip), run.len - skip);
         self.kinds.resize(self.kinds.len() + len as usize, kind);
@@ -2074,7 +2421,7 @@ impl<'d> TextView<'d> {
         let mut want = range.end - range.start;
         while want > 0 {
             let r = tree.run(cur.leaf, cur.idx);
-            if !r.deleted {
+            if !r.deleted() {
                 let text = r.text(content);
                 let take = (r.len - cur.off).min(want as u32);
                 if r.byte_len == r.len {
@@ -2126,7 +2473,7 @@ impl fmt::Display for TextView<'_> {
             return Ok(());
         };
         for r in tree.runs() {
-            if !r.deleted {
+            if !r.deleted() {
                 f.write_str(r.text(&self.doc.content))?;
             }
         }

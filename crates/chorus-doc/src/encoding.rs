@@ -102,6 +102,10 @@ pub(crate) enum WireOp {
         hlc: u64,
         preds: Vec<OpId>,
     },
+    /// Undoes the delete ops `target.seq..target.seq + len` of `target.replica`.
+    Undelete {
+        target: OpId,
+    },
 }
 
 /// What an insert run inserts: characters into a text, values into a list.
@@ -170,6 +174,7 @@ impl WireRun {
                     }
                 }
             }
+            WireOp::Undelete { target } => target.seq += u64::from(k),
             // Length 1: never trimmed.
             WireOp::Add { .. } | WireOp::Set { .. } => {}
             WireOp::Delete { target, backward } => {
@@ -296,7 +301,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                 backward: false, ..
             } => KIND_DELETE,
             WireOp::Delete { backward: true, .. } => KIND_DELETE_BACK,
-            WireOp::Add { .. } | WireOp::Set { .. } => KIND_ATOM,
+            WireOp::Add { .. } | WireOp::Set { .. } | WireOp::Undelete { .. } => KIND_ATOM,
         };
         if agent != prev_agent {
             flags |= F_AGENT;
@@ -359,6 +364,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                 }
             }
             WireOp::Add { delta } => put_varint(&mut cols[C_EXTRA], zigzag(*delta)),
+            WireOp::Undelete { target } => put_id(&mut cols[C_TARGET], &mut agents, *target),
             WireOp::Set {
                 key,
                 value,
@@ -607,6 +613,9 @@ pub(crate) enum OpRef<'a> {
     Add {
         delta: i64,
     },
+    Undelete {
+        target: OpId,
+    },
     Set {
         key: Option<&'a Arc<str>>,
         value: Option<&'a MapValue>,
@@ -638,6 +647,7 @@ impl RunRef<'_> {
                 },
                 OpRef::Delete { target, backward } => WireOp::Delete { target, backward },
                 OpRef::Add { delta } => WireOp::Add { delta },
+                OpRef::Undelete { target } => WireOp::Undelete { target },
                 OpRef::Set {
                     key,
                     value,
@@ -677,6 +687,7 @@ impl WireRun {
                     backward: *backward,
                 },
                 WireOp::Add { delta } => OpRef::Add { delta: *delta },
+                WireOp::Undelete { target } => OpRef::Undelete { target: *target },
                 WireOp::Set {
                     key,
                     value,
@@ -937,14 +948,33 @@ pub(crate) fn decode_each(
                     backward,
                 }
             }
-            KIND_ATOM if !sequence => {
+            KIND_ATOM if sequence => {
+                if flags >> LEFT_SHIFT != 0 {
+                    return Err(DecodeError::Malformed("undelete run with origin flags"));
+                }
+                let target = id(&agents, &mut cols[C_TARGET])?;
+                if target.seq.checked_add(u64::from(len)).is_none() {
+                    return Err(DecodeError::Malformed("undelete target out of range"));
+                }
+                if target.replica == replica && target.seq >= seq {
+                    return Err(DecodeError::Malformed("an undelete of a later op"));
+                }
+                OpRef::Undelete { target }
+            }
+            KIND_ATOM => {
                 if len != 1 {
                     return Err(DecodeError::Malformed(
                         "a counter, register or map run of length > 1",
                     ));
                 }
                 let is_map = *kind == Kind::Map;
-                let allowed = if is_map { F_NO_VALUE | F_CONTAINER } else { 0 };
+                // Maps delete keys and hold containers; LWW and multi-value registers
+                // can be cleared (an undo of their first write).
+                let allowed = match kind {
+                    Kind::Map => F_NO_VALUE | F_CONTAINER,
+                    Kind::Register(Rule::Lww | Rule::MultiValue) => F_NO_VALUE,
+                    _ => 0,
+                };
                 if flags & !(3 | F_AGENT | F_FIELD | allowed) != 0
                     || flags & (F_NO_VALUE | F_CONTAINER) == (F_NO_VALUE | F_CONTAINER)
                 {

@@ -164,8 +164,9 @@ enum Before {
 #[derive(Clone, Debug)]
 pub(crate) struct Recorder {
     start_lv: Lv,
-    /// Items that existed before the batch and that its deletes hid: (field, lv, len).
-    hidden: Vec<(u32, Lv, u32)>,
+    /// Items that existed before the batch and whose visibility it changed, in the
+    /// order it changed them: (field, lv, len, visible before that change).
+    touched: Vec<(u32, Lv, u32, bool)>,
     before: BTreeMap<u32, Before>,
     replicas: Vec<ReplicaId>,
 }
@@ -201,7 +202,7 @@ impl Doc {
         self.ensure_index();
         self.recorder = Some(Box::new(Recorder {
             start_lv: self.log.next_lv(),
-            hidden: Vec::new(),
+            touched: Vec::new(),
             before: BTreeMap::new(),
             replicas: Vec::new(),
         }));
@@ -216,13 +217,14 @@ impl Doc {
         }
     }
 
-    /// Notes that items `lv..lv + len` of `field`, visible until now, are deleted.
-    pub(crate) fn record_hidden(&mut self, field: u32, lv: Lv, len: u32) {
+    /// Notes that the visibility of items `lv..lv + len` of `field` may change now;
+    /// they were `visible` until now.
+    pub(crate) fn record_touched(&mut self, field: u32, lv: Lv, len: u32, visible: bool) {
         if let Some(r) = &mut self.recorder {
             // Items the batch inserted itself are new either way.
             let end = (lv + len).min(r.start_lv);
             if lv < end {
-                r.hidden.push((field, lv, end - lv));
+                r.touched.push((field, lv, end - lv, visible));
             }
         }
     }
@@ -334,8 +336,8 @@ impl Doc {
                 );
             }
         }
-        for &(f, lv, len) in &rec.hidden {
-            self.marks(f, lv, len, false, seq.entry(f).or_default());
+        for (f, lv, len, was_visible) in first_states(&rec.touched) {
+            self.marks(f, lv, len, !was_visible, seq.entry(f).or_default());
         }
         let mut out: BTreeMap<u32, Diff> = BTreeMap::new();
         for (f, marks) in seq {
@@ -372,7 +374,7 @@ impl Doc {
     }
 
     /// Adds the marks for items `lv..lv + len` of `field`: the stretches now visible
-    /// (`inserted`) or now hidden (`!inserted`).
+    /// (`inserted`: inserted or revealed) or now hidden (`!inserted`).
     fn marks(&self, field: u32, lv: Lv, len: u32, inserted: bool, out: &mut Vec<Mark>) {
         let tree = self.fields[field as usize].seq();
         let mut lv = lv;
@@ -381,7 +383,7 @@ impl Doc {
             let cur = tree.locate(lv, self.index.leaf(lv));
             let r = tree.run(cur.leaf, cur.idx);
             let n = (r.len - cur.off).min(end - lv);
-            if r.deleted != inserted {
+            if r.deleted() != inserted {
                 out.push(Mark {
                     raw: tree.raw_pos(cur),
                     cur,
@@ -525,4 +527,39 @@ fn push_list(d: &mut Vec<ListDelta>, op: ListDelta) {
         (Some(ListDelta::Insert(a)), ListDelta::Insert(b)) => a.extend(b),
         (_, op) => d.push(op),
     }
+}
+
+/// Each touched item's visibility before the batch: the state its first touch saw.
+/// Returns disjoint (field, lv, len, visible before) stretches.
+fn first_states(touched: &[(u32, Lv, u32, bool)]) -> Vec<(u32, Lv, u32, bool)> {
+    // Stretches by start: (end, field, visible before); only gaps are added later.
+    let mut seen: BTreeMap<Lv, (Lv, u32, bool)> = BTreeMap::new();
+    for &(f, lo, len, vis) in touched {
+        let hi = lo + len;
+        let mut at = lo;
+        // Skip what earlier touches cover; add the gaps.
+        let mut covering: Vec<(Lv, Lv)> = seen
+            .range(..hi)
+            .rev()
+            .take_while(|(_, (end, _, _))| *end > lo)
+            .map(|(&s, &(e, _, _))| (s, e))
+            .collect();
+        covering.reverse();
+        let mut gaps = Vec::new();
+        for (s, e) in covering {
+            if s > at {
+                gaps.push((at, s.min(hi)));
+            }
+            at = at.max(e);
+        }
+        if at < hi {
+            gaps.push((at, hi));
+        }
+        for (s, e) in gaps {
+            seen.insert(s, (e, f, vis));
+        }
+    }
+    seen.into_iter()
+        .map(|(s, (e, f, vis))| (f, s, e - s, vis))
+        .collect()
 }

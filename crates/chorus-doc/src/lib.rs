@@ -47,6 +47,7 @@ mod merge;
 mod oplog;
 mod tree;
 mod types;
+mod undo;
 mod value;
 mod version;
 
@@ -63,5 +64,6 @@ pub use events::{
 pub use ids::{OpId, ReplicaId};
 pub use merge::{Max, MergeRule, Min, Union};
 pub use types::{Kind, MapValue, Rule, Write};
+pub use undo::UndoManager;
 pub use value::Value;
 pub use version::{Causality, VersionVector};

@@ -29,6 +29,8 @@ pub(crate) enum Op {
     Delete { target: Lv, backward: bool },
     /// One counter, register or map operation: `OpLog::atoms[idx]` (its length is 1).
     Atom { idx: u32 },
+    /// Undoes `len` delete ops: `target, target + 1, …` (an undo of a delete).
+    Undelete { target: Lv },
 }
 
 /// A counter, register or map operation.
@@ -70,7 +72,7 @@ impl Entry {
             } else {
                 (target, target + self.len - 1)
             }),
-            Op::Insert { .. } | Op::Atom { .. } => None,
+            Op::Insert { .. } | Op::Atom { .. } | Op::Undelete { .. } => None,
         }
     }
 }
@@ -224,6 +226,9 @@ impl OpLog {
                         } else {
                             false
                         }
+                    }
+                    (Op::Undelete { target: t0 }, Op::Undelete { target }) => {
+                        target == *t0 + last.len
                     }
                     _ => false,
                 };

@@ -37,12 +37,19 @@ pub(crate) struct Run {
     pub byte_start: u32,
     pub byte_len: u32,
     pub utf16_len: u32,
-    pub deleted: bool,
+    /// How many delete operations hide these items and are not undone (0: visible).
+    pub dels: u32,
 }
 
 impl Run {
+    /// Whether the items are hidden.
+    #[inline]
+    pub fn deleted(&self) -> bool {
+        self.dels > 0
+    }
+
     fn counts(&self) -> Counts {
-        if self.deleted {
+        if self.deleted() {
             Counts {
                 raw: self.len,
                 ..Counts::default()
@@ -66,7 +73,7 @@ impl Run {
         self.lv + self.len == next.lv
             && next.origin_left == next.lv - 1
             && next.origin_right == self.origin_right
-            && self.deleted == next.deleted
+            && self.dels == next.dels
             && self.byte_start + self.byte_len == next.byte_start
     }
 
@@ -92,7 +99,7 @@ impl Run {
             byte_start: self.byte_start + bytes,
             byte_len: self.byte_len - bytes,
             utf16_len: self.utf16_len - utf16,
-            deleted: self.deleted,
+            dels: self.dels,
         };
         self.len = k;
         self.byte_len = bytes;
@@ -106,7 +113,7 @@ impl Run {
 
     /// Visible length in `unit` (0 if deleted).
     fn visible(&self, unit: Unit) -> u32 {
-        if self.deleted {
+        if self.deleted() {
             0
         } else {
             match unit {
@@ -633,7 +640,7 @@ impl Tree {
         if cur.off > 0 {
             let r = &l.runs[cur.idx];
             c.raw += cur.off;
-            if !r.deleted {
+            if !r.deleted() {
                 let (bytes, utf16) = if r.is_ascii() {
                     (cur.off, cur.off)
                 } else {
@@ -920,35 +927,39 @@ impl Tree {
         }
     }
 
-    /// Marks up to `len` items starting at item `lv` as deleted or visible, as many
-    /// as its run holds from there; returns how many it handled. The index must be on.
-    pub fn set_deleted(
+    /// Adds one delete (`up`) to, or removes one from, up to `len` items starting at
+    /// item `lv`, as many as its run holds from there; returns how many it handled.
+    /// The index must be on.
+    pub fn add_dels(
         &mut self,
         lv: Lv,
         len: u32,
-        deleted: bool,
+        up: bool,
         content: &str,
         index: &mut LvIndex,
     ) -> u32 {
         let cur = self.locate(lv, index.leaf(lv));
-        self.set_deleted_at(cur, len, deleted, content, index)
+        self.add_dels_at(cur, len, up, content, index)
     }
 
-    /// Like [`set_deleted`](Self::set_deleted), starting at the item at `cur`.
-    pub fn set_deleted_at(
+    /// Like [`add_dels`](Self::add_dels), starting at the item at `cur`.
+    pub fn add_dels_at(
         &mut self,
         cur: Cur,
         len: u32,
-        deleted: bool,
+        up: bool,
         content: &str,
         index: &mut LvIndex,
     ) -> u32 {
         let r = *self.run(cur.leaf, cur.idx);
         let take = len.min(r.len - cur.off);
-        if r.deleted == deleted {
-            return take;
-        }
-        if self.move_to_neighbour(cur, take, deleted, content) {
+        let dels = if up {
+            r.dels.saturating_add(1)
+        } else {
+            debug_assert!(r.dels > 0, "undeleting a visible item");
+            r.dels.saturating_sub(1)
+        };
+        if self.move_to_neighbour(cur, take, dels, content) {
             return take;
         }
         let mut cur = cur;
@@ -975,7 +986,7 @@ impl Tree {
             l.n += 1;
         }
         let before = l.runs[at].counts();
-        l.runs[at].deleted = deleted;
+        l.runs[at].dels = dels;
         let after = l.runs[at].counts();
         // Merge with neighbours where the pieces continue each other again.
         if at + 1 < l.n as usize && l.runs[at].can_append(&l.runs[at + 1]) {
@@ -1000,7 +1011,7 @@ impl Tree {
     /// the next run (already in the new state) continues them, or start the run and
     /// the previous run continues into them, they move to that neighbour in place of
     /// splitting and merging. Returns whether it applied.
-    fn move_to_neighbour(&mut self, cur: Cur, take: u32, deleted: bool, content: &str) -> bool {
+    fn move_to_neighbour(&mut self, cur: Cur, take: u32, dels: u32, content: &str) -> bool {
         let l = &mut self.leaves[cur.leaf as usize];
         let (idx, n) = (cur.idx, l.n as usize);
         let r = l.runs[idx];
@@ -1012,11 +1023,11 @@ impl Tree {
         };
         if cur.off > 0 && take == r.len - cur.off && idx + 1 < n {
             let next = l.runs[idx + 1];
-            if next.deleted == deleted && continues(&r, &next) {
+            if next.dels == dels && continues(&r, &next) {
                 let mut head = r;
                 let tail = head.split(cur.off, content);
                 let mut moved = tail;
-                moved.deleted = deleted;
+                moved.dels = dels;
                 let (after, before) = (moved.counts(), tail.counts());
                 moved.append(&next);
                 l.runs[idx] = head;
@@ -1027,11 +1038,11 @@ impl Tree {
         }
         if cur.off == 0 && take < r.len && idx > 0 {
             let prev = l.runs[idx - 1];
-            if prev.deleted == deleted && continues(&prev, &r) {
+            if prev.dels == dels && continues(&prev, &r) {
                 let mut head = r;
                 let rest = head.split(take, content);
                 let before = head.counts();
-                head.deleted = deleted;
+                head.dels = dels;
                 let after = head.counts();
                 l.runs[idx - 1].append(&head);
                 l.runs[idx] = rest;
