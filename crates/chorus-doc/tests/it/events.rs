@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use chorus_doc::{
     Diff, Doc, Event, Kind, ListDelta, MapValue, Origin, ReplicaId, Rule, TextDelta, TextUnit,
-    Value,
+    UndoManager, Value,
 };
 
 /// A tiny deterministic generator (xorshift).
@@ -169,6 +169,7 @@ impl Shadow {
 
 struct Replica {
     doc: Doc,
+    undo: UndoManager,
     seen: Arc<Mutex<Vec<(TextUnit, Event)>>>,
     shadow: Shadow,
 }
@@ -182,6 +183,7 @@ fn replica(n: u128) -> Replica {
     }
     Replica {
         doc,
+        undo: UndoManager::new(0),
         seen,
         shadow: Shadow::default(),
     }
@@ -189,7 +191,19 @@ fn replica(n: u128) -> Replica {
 
 const WORDS: [&str; 5] = ["a", "bc", "😀", "é😀x", "hello"];
 
-fn local_op(rng: &mut Rng, doc: &mut Doc, now: u64) {
+fn local_op(rng: &mut Rng, r: &mut Replica, now: u64) {
+    match rng.below(8) {
+        0 => {
+            r.undo.undo(&mut r.doc, now).unwrap();
+            return;
+        }
+        1 => {
+            r.undo.redo(&mut r.doc, now).unwrap();
+            return;
+        }
+        _ => {}
+    }
+    let doc = &mut r.doc;
     let mut tx = doc.transact();
     for _ in 0..1 + rng.below(3) {
         match rng.below(10) {
@@ -260,7 +274,8 @@ fn local_op(rng: &mut Rng, doc: &mut Doc, now: u64) {
     if rng.below(8) == 0 {
         tx.rollback();
     } else {
-        tx.commit();
+        let c = tx.commit();
+        r.undo.record(doc, c.as_ref(), now);
     }
 }
 
@@ -300,7 +315,7 @@ fn run(seed: u64) {
             rs[i].doc.apply_update(&update).unwrap();
             drain(&mut rs[i], Some(false));
         } else {
-            local_op(&mut rng, &mut rs[i].doc, 1_000 + step * 10);
+            local_op(&mut rng, &mut rs[i], 1_000 + step * 10);
             drain(&mut rs[i], Some(true));
         }
     }
