@@ -11,4 +11,5 @@ mod reference;
 mod roundtrip;
 mod traces;
 mod transactions;
+mod types_convergence;
 mod util;

@@ -192,8 +192,17 @@ impl Doc {
 
     /// Adds a merge rule for registers of kind `Rule::Merge(rule.name())`. Writes that
     /// arrived before the rule was known are merged now.
-    pub fn add_merge_rule(&mut self, rule: Arc<dyn MergeRule>) {
+    ///
+    /// A name names one rule for good: a name already in use here (the built-ins
+    /// `"max"`, `"min"`, `"union"`, or a rule added before) is refused, because values
+    /// already merged by the old rule would disagree with the new one.
+    pub fn add_merge_rule(&mut self, rule: Arc<dyn MergeRule>) -> Result<(), EditError> {
         let name: Arc<str> = rule.name().into();
+        if self.rules.contains_key(&name) {
+            return Err(EditError::RuleExists {
+                name: name.to_string(),
+            });
+        }
         self.rules.insert(name.clone(), rule.clone());
         for f in &mut self.fields {
             if f.kind != Kind::Register(Rule::Merge(name.clone())) {
@@ -211,6 +220,7 @@ impl Doc {
                 }
             }
         }
+        Ok(())
     }
 
     /// The whole document as JSON: root fields by name (the shown kind of each),

@@ -46,7 +46,7 @@ pub struct Doc {
     /// Delete ops that undeletes undid (by LV), with how many undeletes name each.
     undone: HashMap<Lv, u32>,
     /// Field indexes by name (any parent, any kind).
-    field_index: HashMap<Arc<str>, Vec<u32>>,
+    field_index: HashMap<(u32, u64), Vec<u32>>,
     pending: Vec<WireRun>,
     /// (replica, seq, len) of every waiting run, to skip exact copies cheaply.
     pending_keys: HashSet<(ReplicaId, u64, u32)>,
@@ -589,19 +589,24 @@ impl Doc {
         }
     }
 
+    /// Whether `last_field` is the field `name` of `parent` with `kind`.
+    #[inline]
+    fn is_last_field(&self, parent: u32, name: &str, kind: &Kind) -> bool {
+        self.fields.get(self.last_field as usize).is_some_and(|f| {
+            // Names are short: an inline byte comparison beats a call to memcmp.
+            let (a, b) = (f.name.as_bytes(), name.as_bytes());
+            f.parent == parent
+                && a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| x == y)
+                && same_kind(&f.kind, kind)
+        })
+    }
+
     /// The field `name` of `parent` with `kind`, if it exists here.
     pub(crate) fn find_field(&self, parent: u32, name: &str, kind: &Kind) -> Option<u32> {
         // Transactions mostly edit the field the previous one edited.
-        if let Some(f) = self.fields.get(self.last_field as usize) {
-            // Names are short: an inline byte comparison beats a call to memcmp.
-            let (a, b) = (f.name.as_bytes(), name.as_bytes());
-            if a.len() == b.len()
-                && a.iter().zip(b).all(|(x, y)| x == y)
-                && f.parent == parent
-                && f.kind == *kind
-            {
-                return Some(self.last_field);
-            }
+        if self.is_last_field(parent, name, kind) {
+            return Some(self.last_field);
         }
         // Documents have few fields: a scan beats hashing the name.
         if self.fields.len() <= 8 {
@@ -611,7 +616,7 @@ impl Doc {
                 .map(|f| f as u32)
         } else {
             self.field_index
-                .get(name)?
+                .get(&(parent, name_hash(name)))?
                 .iter()
                 .copied()
                 .find(|&f| self.fields[f as usize].is(parent, name, kind))
@@ -619,7 +624,15 @@ impl Doc {
     }
 
     /// The field `name` of `parent` with `kind`, created if new.
+    #[inline]
     pub(crate) fn field_id(&mut self, parent: u32, name: &str, kind: &Kind) -> u32 {
+        if self.is_last_field(parent, name, kind) {
+            return self.last_field;
+        }
+        self.field_id_slow(parent, name, kind)
+    }
+
+    fn field_id_slow(&mut self, parent: u32, name: &str, kind: &Kind) -> u32 {
         let f = match self.find_field(parent, name, kind) {
             Some(f) => f,
             None => self.add_field(parent, name, kind.clone()),
@@ -644,7 +657,10 @@ impl Doc {
             key,
             first: None,
         });
-        self.field_index.entry(name).or_default().push(f);
+        self.field_index
+            .entry((parent, name_hash(&name)))
+            .or_default()
+            .push(f);
         f
     }
 
@@ -803,6 +819,7 @@ impl Doc {
         Ok(())
     }
 
+    #[inline]
     fn push_local(&mut self, field: u32, op: Op, len: u32) {
         let me = self.me;
         let seq = self.log.agents[me as usize].next_seq();
@@ -1447,17 +1464,12 @@ impl Doc {
             return f;
         }
         let base = self.fields.len() as u32;
-        match plan
-            .new_fields
-            .iter()
-            .position(|f| Arc::ptr_eq(f, key) || f == key)
-        {
-            Some(i) => base + i as u32,
-            None => {
-                plan.new_fields.push(key.clone());
-                base + plan.new_fields.len() as u32 - 1
-            }
+        if let Some(&code) = plan.new_fields.get(key) {
+            return code;
         }
+        let code = base + plan.new_fields.len() as u32;
+        plan.new_fields.insert(key.clone(), code);
+        code
     }
 
     /// How many ops from `id` on (at most `max`) are known inserts of field `code` in
@@ -2024,11 +2036,11 @@ impl Doc {
     /// Forgets the fields from `from` on.
     fn drop_fields(&mut self, from: usize) {
         for f in from..self.fields.len() {
-            let name = self.fields[f].name.clone();
-            if let Some(v) = self.field_index.get_mut(&name) {
+            let key = (self.fields[f].parent, name_hash(&self.fields[f].name));
+            if let Some(v) = self.field_index.get_mut(&key) {
                 v.retain(|&x| (x as usize) < from);
                 if v.is_empty() {
-                    self.field_index.remove(&name);
+                    self.field_index.remove(&key);
                 }
             }
         }
@@ -2211,7 +2223,7 @@ struct Plan {
     /// virtual LV.
     kinds: Vec<u32>,
     /// Fields that planned ops will create, in code order after the existing ones.
-    new_fields: Vec<Arc<FieldKey>>,
+    new_fields: HashMap<Arc<FieldKey>, u32>,
     pending_ops: usize,
 }
 
@@ -2561,4 +2573,21 @@ fn check_depth(v: &Value) -> Result<(), EditError> {
     } else {
         Ok(())
     }
+}
+
+/// `a == b`, cheaper for the kinds without a rule.
+#[inline]
+fn same_kind(a: &Kind, b: &Kind) -> bool {
+    match (a, b) {
+        (Kind::Register(x), Kind::Register(y)) => x == y,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}
+
+/// A fixed hash of a field name, for the field index.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
 }

@@ -213,8 +213,8 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-fn put_block(out: &mut Vec<u8>, raw: &[u8]) {
-    if raw.len() >= COMPRESS_MIN {
+fn put_block(out: &mut Vec<u8>, raw: &[u8], compress: bool) {
+    if compress && raw.len() >= COMPRESS_MIN {
         let packed = deflate(raw);
         if packed.len() < raw.len() && raw.len() <= packed.len() * MAX_EXPANSION {
             out.push(1);
@@ -227,6 +227,19 @@ fn put_block(out: &mut Vec<u8>, raw: &[u8]) {
     out.push(0);
     put_varint(out, raw.len() as u64);
     out.extend_from_slice(raw);
+}
+
+/// How many `Value` slots decoding `v` allocates (itself and nested elements).
+fn value_slots(v: &Value) -> usize {
+    let mut n = 1;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        if let Value::Array(items) = v {
+            n += items.len();
+            stack.extend(items);
+        }
+    }
+    n
 }
 
 /// Writes a container kind.
@@ -283,6 +296,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
     let mut cols: [Vec<u8>; N_COLS] = Default::default();
     let mut content = String::new();
     let mut values = Vec::new();
+    let mut n_values = 0usize;
     let mut expected_seq: Vec<u64> = Vec::new();
     let mut prev_agent = u64::MAX;
     let mut prev_field = u64::MAX;
@@ -346,6 +360,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                     Content::Text(text) => content.push_str(text),
                     Content::Values(vs) => {
                         for v in vs {
+                            n_values += value_slots(v);
                             put_value(&mut values, v);
                         }
                     }
@@ -383,7 +398,10 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                 }
                 match value {
                     None => flags |= F_NO_VALUE,
-                    Some(MapValue::Value(v)) => put_value(&mut values, v),
+                    Some(MapValue::Value(v)) => {
+                        n_values += value_slots(v);
+                        put_value(&mut values, v);
+                    }
                     Some(MapValue::Container(kind)) => {
                         flags |= F_CONTAINER;
                         put_kind(&mut values, kind);
@@ -420,24 +438,48 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
         put_varint(&mut meta, c.len() as u64);
         meta.extend_from_slice(c);
     }
-    let mut out = Vec::with_capacity(meta.len() / 2 + content.len() / 2 + values.len() + 64);
-    out.extend_from_slice(MAGIC);
-    out.push(FORMAT_VERSION);
-    put_varint(&mut out, agents.ids().len() as u64);
+    let mut head = Vec::with_capacity(64);
+    head.extend_from_slice(MAGIC);
+    head.push(FORMAT_VERSION);
+    let out = &mut head;
+    put_varint(out, agents.ids().len() as u64);
     for a in agents.ids() {
         out.extend_from_slice(a.as_bytes());
     }
-    put_varint(&mut out, fields.keys.len() as u64);
+    put_varint(out, fields.keys.len() as u64);
     for f in &fields.keys {
         let parent = f.parent.as_ref().map_or(0, |p| fields.slots[p] + 1);
-        put_varint(&mut out, parent);
-        put_varint(&mut out, f.name.len() as u64);
+        put_varint(out, parent);
+        put_varint(out, f.name.len() as u64);
         out.extend_from_slice(f.name.as_bytes());
-        put_kind(&mut out, &f.kind);
+        put_kind(out, &f.kind);
     }
-    put_block(&mut out, &meta);
-    put_block(&mut out, content.as_bytes());
-    put_block(&mut out, &values);
+    // What decoding will allocate, at most: the blocks, the runs, the fields and the
+    // values (strings and bytes are in the values block already).
+    let charge = meta.len()
+        + content.len()
+        + values.len()
+        + runs.len() * std::mem::size_of::<WireRun>()
+        + fields
+            .keys
+            .iter()
+            .map(|f| std::mem::size_of::<FieldKey>() + f.name.len() + 64)
+            .sum::<usize>()
+        + n_values * std::mem::size_of::<Value>();
+    let write = |compress: bool| {
+        let mut out = head.clone();
+        out.reserve(meta.len() / 2 + content.len() / 2 + values.len() + 16);
+        put_block(&mut out, &meta, compress);
+        put_block(&mut out, content.as_bytes(), compress);
+        put_block(&mut out, &values, compress);
+        out
+    };
+    let out = write(true);
+    // Decoders refuse updates that expand more than MAX_EXPANSION times; a very
+    // repetitive update goes uncompressed rather than refused.
+    if charge > out.len().saturating_mul(MAX_EXPANSION).max(4096) {
+        return write(false);
+    }
     out
 }
 
@@ -747,9 +789,14 @@ pub(crate) fn decode_each(
         let b: [u8; 16] = r.bytes(16)?.try_into().expect("16 bytes");
         agents.push(ReplicaId::from_bytes(b));
     }
+    // Everything decoding allocates stays within a fixed multiple of the input.
+    let mut budget = bytes.len().saturating_mul(MAX_EXPANSION).max(4096);
+    let too_much = DecodeError::Malformed("update expands too much");
     let n_fields = r.count(3)?;
     let mut fields: Vec<Arc<FieldKey>> = Vec::with_capacity(n_fields);
     let mut depths: Vec<usize> = Vec::with_capacity(n_fields);
+    let mut listed: std::collections::HashSet<Arc<FieldKey>> =
+        std::collections::HashSet::with_capacity(n_fields);
     for i in 0..n_fields {
         let parent = match r.varint()? {
             0 => None,
@@ -762,6 +809,10 @@ pub(crate) fn decode_each(
         };
         let name = read_str(&mut r)?;
         let kind = read_kind(&mut r)?;
+        // The key, its name, and its entries in the tables here.
+        budget = budget
+            .checked_sub(std::mem::size_of::<FieldKey>() + name.len() + 64)
+            .ok_or(too_much.clone())?;
         let depth = match parent {
             None => 0,
             Some(p) => {
@@ -779,20 +830,19 @@ pub(crate) fn decode_each(
             name,
             kind,
         };
-        if fields.iter().any(|f| **f == key) {
+        let key = Arc::new(key);
+        if !listed.insert(key.clone()) {
             return Err(DecodeError::Malformed("a field is listed twice"));
         }
-        fields.push(Arc::new(key));
+        fields.push(key);
         depths.push(depth);
     }
     let meta = r.block()?;
     let content = r.block()?;
     let values = r.block()?;
-    // Everything decoding allocates stays within a fixed multiple of the input.
-    let budget = bytes.len().saturating_mul(MAX_EXPANSION).max(4096);
     let mut budget = budget
         .checked_sub(meta.len() + content.len() + values.len())
-        .ok_or(DecodeError::Malformed("update expands too much"))?;
+        .ok_or(too_much)?;
     let mut vpos = 0usize;
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));

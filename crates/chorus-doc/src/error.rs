@@ -23,6 +23,12 @@ pub enum EditError {
     /// Containers may nest at most 64 deep, and array values 32 deep.
     #[error("nested too deeply: at most 64 levels of maps and 32 levels of arrays are supported")]
     TooDeep,
+    /// A merge rule of this name is already known here.
+    #[error("a merge rule named {name:?} is already registered; pick another name")]
+    RuleExists {
+        /// The rule's name.
+        name: String,
+    },
     /// The document cannot grow further (4 Gi ops or chars).
     #[error("the document is too large: at most 2^32 operations and characters are supported")]
     TooLarge,

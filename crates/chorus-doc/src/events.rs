@@ -193,11 +193,14 @@ impl Doc {
     }
 
     /// Starts recording a batch if anybody observes.
+    #[inline]
     pub(crate) fn start_recording(&mut self) {
-        if self.observers.is_empty() {
-            self.recorder = None;
-            return;
+        if !self.observers.is_empty() {
+            self.start_recording_observed();
         }
+    }
+
+    fn start_recording_observed(&mut self) {
         // Deltas are computed from item positions, found through the index.
         self.ensure_index();
         self.recorder = Some(Box::new(Recorder {
@@ -271,7 +274,14 @@ impl Doc {
     }
 
     /// Ends the batch: tells every observer what it changed.
+    #[inline]
     pub(crate) fn finish_recording(&mut self, origin_local: bool) {
+        if self.recorder.is_some() {
+            self.finish_recording_observed(origin_local);
+        }
+    }
+
+    fn finish_recording_observed(&mut self, origin_local: bool) {
         let Some(rec) = self.recorder.take() else {
             return;
         };

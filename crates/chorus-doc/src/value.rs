@@ -485,12 +485,10 @@ pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value) {
 }
 
 /// Reads one value at `*pos` of `buf`, advancing `pos`. `budget` is how many bytes
-/// decoding may still allocate: every value charges `size_of::<Value>()` plus the heap
-/// bytes it allocates, and exceeding it is an error. Nesting deeper than 32 arrays is an
-/// error.
-///
-/// An array's elements are charged twice over (once as the array's heap block, once as
-/// values), which errs on the safe side. On error, `pos` and `budget` are unchanged.
+/// decoding may still allocate: the value charges `size_of::<Value>()` plus every heap
+/// byte it allocates (an array's element slots, strings, bytes), and exceeding it is an
+/// error. Nesting deeper than 32 arrays is an error. On error, `pos` and `budget` are
+/// unchanged.
 pub(crate) fn read_value(
     buf: &[u8],
     pos: &mut usize,
@@ -582,7 +580,10 @@ impl<'a> Reader<'a> {
         if tag > TAG_ARRAY {
             return Err(DecodeError::Malformed("unknown value tag"));
         }
-        self.charge(size_of::<Value>())?;
+        // Elements live in their array's heap block, charged with it.
+        if depth == 0 {
+            self.charge(size_of::<Value>())?;
+        }
         Ok(match tag {
             TAG_NULL => Value::Null,
             TAG_FALSE => Value::Bool(false),
@@ -1025,7 +1026,7 @@ mod tests {
             (Value::from(vec![1u8, 2]), unit + 2),
             (
                 Value::Array(vec![Value::Null, Value::from("ab")]),
-                unit + 2 * unit + (unit + (unit + 2)),
+                unit + 2 * unit + 2,
             ),
         ];
         for (v, cost) in cases {

@@ -1,7 +1,9 @@
 //! Integration tests of chorus-doc's public API (one binary, modules per topic).
 
+mod cursor;
 mod events;
 mod golden;
 mod hostile;
-mod smoke_types;
 mod text;
+mod types;
+mod undo;
