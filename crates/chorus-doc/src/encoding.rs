@@ -459,7 +459,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
     let charge = meta.len()
         + content.len()
         + values.len()
-        + runs.len() * std::mem::size_of::<WireRun>()
+        + std::mem::size_of_val(runs)
         + fields
             .keys
             .iter()
