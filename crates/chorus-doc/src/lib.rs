@@ -67,3 +67,8 @@ pub use types::{Kind, MapValue, Rule, Write};
 pub use undo::UndoManager;
 pub use value::Value;
 pub use version::{Causality, VersionVector};
+
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
