@@ -684,7 +684,10 @@ impl Doc {
             None => ROOT,
             Some(p) => self.field_of_key(p),
         };
-        self.field_id(parent, &key.name, &key.kind)
+        let f = self.field_id(parent, &key.name, &key.kind);
+        // The same key, shared: the next runs of this update find it by pointer.
+        self.fields[f as usize].key = key.clone();
+        f
     }
 
     /// How deep field `f` is nested (root fields: 0).
