@@ -1,0 +1,304 @@
+//! Frames: the messages peers exchange, and their bytes (see `PROTOCOL.md`).
+//!
+//! ```text
+//! frame     = version:u8 (=1) · type:u8 · body
+//! Hello     (1) = protocol:u8 · varint len · doc id (UTF-8) · replica (16 bytes) · vv
+//! Delta     (2) = vv (the sender's version) · an update (the rest of the frame)
+//! Ack       (3) = vv
+//! Awareness (4) = varint n · n × (replica (16) · varint clock · varint len · JSON (UTF-8))
+//!                 (len 0: the replica's state is removed)
+//! Error     (5) = code:u16 (big endian) · varint len · message (UTF-8)
+//! vv        = varint n · n × (replica (16) · varint next seq), by replica, no zeros
+//! ```
+
+use chorus_doc::{ReplicaId, VersionVector};
+
+use crate::ProtocolError;
+
+/// The framing version this build writes and reads.
+pub const FRAME_VERSION: u8 = 1;
+/// The sync protocol version this build speaks (sent in `Hello`).
+pub const PROTOCOL_VERSION: u8 = 1;
+
+const T_HELLO: u8 = 1;
+const T_DELTA: u8 = 2;
+const T_ACK: u8 = 3;
+const T_AWARENESS: u8 = 4;
+const T_ERROR: u8 = 5;
+
+/// One message of the sync protocol.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// Opens (and, sent again, refreshes) a link: who I am and what I have.
+    Hello(Hello),
+    /// An update: operations the receiver lacks, with the sender's version (so the
+    /// receiver knows what the sender has without asking).
+    Delta {
+        /// The sender's version when it sent this (its ops, the update's included).
+        version: VersionVector,
+        /// The update (see `PROTOCOL.md`).
+        update: Vec<u8>,
+    },
+    /// What the sender has durably stored.
+    Ack(VersionVector),
+    /// Ephemeral presence: replicas' states (user, colour, cursor), never stored.
+    Awareness(Vec<AwarenessEntry>),
+    /// The sender is closing the link because of this error.
+    Error {
+        /// A stable code (see [`ProtocolError::code`]).
+        code: u16,
+        /// What went wrong, for people.
+        message: String,
+    },
+}
+
+/// The first message of a link in each direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The protocol version the sender speaks.
+    pub protocol: u8,
+    /// The document this link syncs.
+    pub doc: String,
+    /// The sender's replica.
+    pub replica: ReplicaId,
+    /// The operations the sender has.
+    pub version: VersionVector,
+}
+
+/// One replica's presence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AwarenessEntry {
+    /// Whose state.
+    pub replica: ReplicaId,
+    /// Grows with every change of the state; the highest wins.
+    pub clock: u64,
+    /// The state (`None`: removed, the replica left).
+    pub state: Option<serde_json::Value>,
+}
+
+impl Message {
+    /// The frame bytes of this message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FRAME_VERSION];
+        match self {
+            Message::Hello(h) => {
+                out.push(T_HELLO);
+                out.push(h.protocol);
+                put_varint(&mut out, h.doc.len() as u64);
+                out.extend_from_slice(h.doc.as_bytes());
+                out.extend_from_slice(h.replica.as_bytes());
+                put_vv(&mut out, &h.version);
+            }
+            Message::Delta { version, update } => {
+                out.push(T_DELTA);
+                put_vv(&mut out, version);
+                out.extend_from_slice(update);
+            }
+            Message::Ack(vv) => {
+                out.push(T_ACK);
+                put_vv(&mut out, vv);
+            }
+            Message::Awareness(entries) => {
+                out.push(T_AWARENESS);
+                put_varint(&mut out, entries.len() as u64);
+                for e in entries {
+                    out.extend_from_slice(e.replica.as_bytes());
+                    put_varint(&mut out, e.clock);
+                    let json = e.state.as_ref().map(|s| s.to_string()).unwrap_or_default();
+                    put_varint(&mut out, json.len() as u64);
+                    out.extend_from_slice(json.as_bytes());
+                }
+            }
+            Message::Error { code, message } => {
+                out.push(T_ERROR);
+                out.extend_from_slice(&code.to_be_bytes());
+                put_varint(&mut out, message.len() as u64);
+                out.extend_from_slice(message.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads a frame. Never panics; every malformed frame is a typed error.
+    pub fn decode(frame: &[u8]) -> Result<Message, ProtocolError> {
+        let mut r = Reader { buf: frame, pos: 0 };
+        let version = r.u8()?;
+        if version != FRAME_VERSION {
+            return Err(ProtocolError::UnsupportedVersion(version));
+        }
+        let msg = match r.u8()? {
+            T_HELLO => {
+                let protocol = r.u8()?;
+                let doc = r.string()?;
+                let replica = r.replica()?;
+                let version = r.vv()?;
+                Message::Hello(Hello {
+                    protocol,
+                    doc,
+                    replica,
+                    version,
+                })
+            }
+            T_DELTA => {
+                let version = r.vv()?;
+                let rest = r.rest();
+                if rest.is_empty() {
+                    return Err(ProtocolError::Malformed("empty delta"));
+                }
+                Message::Delta {
+                    version,
+                    update: rest.to_vec(),
+                }
+            }
+            T_ACK => Message::Ack(r.vv()?),
+            T_AWARENESS => {
+                // Each entry takes at least 18 bytes.
+                let n = r.count(18)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let replica = r.replica()?;
+                    let clock = r.varint()?;
+                    let json = r.string()?;
+                    let state =
+                        if json.is_empty() {
+                            None
+                        } else {
+                            Some(serde_json::from_str(&json).map_err(|_| {
+                                ProtocolError::Malformed("awareness state is not JSON")
+                            })?)
+                        };
+                    entries.push(AwarenessEntry {
+                        replica,
+                        clock,
+                        state,
+                    });
+                }
+                Message::Awareness(entries)
+            }
+            T_ERROR => {
+                let b = r.bytes(2)?;
+                let code = u16::from_be_bytes([b[0], b[1]]);
+                let message = r.string()?;
+                Message::Error { code, message }
+            }
+            t => return Err(ProtocolError::UnknownType(t)),
+        };
+        if r.pos != frame.len() {
+            return Err(ProtocolError::TrailingBytes(frame.len() - r.pos));
+        }
+        Ok(msg)
+    }
+
+    /// An `Error` message for `e`.
+    pub fn error(e: &ProtocolError) -> Message {
+        Message::Error {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_vv(out: &mut Vec<u8>, vv: &VersionVector) {
+    put_varint(out, vv.len() as u64);
+    for (r, next) in vv.iter() {
+        out.extend_from_slice(r.as_bytes());
+        put_varint(out, next);
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn u8(&mut self) -> Result<u8, ProtocolError> {
+        let b = *self.buf.get(self.pos).ok_or(ProtocolError::Truncated)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
+        if n > self.remaining() {
+            return Err(ProtocolError::Truncated);
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+
+    fn varint(&mut self) -> Result<u64, ProtocolError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(ProtocolError::Malformed("varint overflows 64 bits"));
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(ProtocolError::Malformed("varint longer than 10 bytes"))
+    }
+
+    /// A count of items that each take at least `min_bytes`.
+    fn count(&mut self, min_bytes: usize) -> Result<usize, ProtocolError> {
+        let n = self.varint()?;
+        if n > (self.remaining() / min_bytes) as u64 {
+            return Err(ProtocolError::Truncated);
+        }
+        Ok(n as usize)
+    }
+
+    fn string(&mut self) -> Result<String, ProtocolError> {
+        let n = self.count(1)?;
+        let b = self.bytes(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| ProtocolError::Malformed("text is not UTF-8"))
+    }
+
+    fn replica(&mut self) -> Result<ReplicaId, ProtocolError> {
+        let b: [u8; 16] = self.bytes(16)?.try_into().expect("16 bytes");
+        Ok(ReplicaId::from_bytes(b))
+    }
+
+    fn vv(&mut self) -> Result<VersionVector, ProtocolError> {
+        let n = self.count(17)?;
+        let mut vv = VersionVector::new();
+        let mut prev: Option<ReplicaId> = None;
+        for _ in 0..n {
+            let r = self.replica()?;
+            let next = self.varint()?;
+            if prev.is_some_and(|p| p >= r) {
+                return Err(ProtocolError::Malformed(
+                    "version vector not sorted by replica",
+                ));
+            }
+            if next == 0 {
+                return Err(ProtocolError::Malformed("version vector entry of 0"));
+            }
+            prev = Some(r);
+            vv.observe(r, next);
+        }
+        Ok(vv)
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of chorus-sync (one binary, modules per topic).
+
+mod session;
