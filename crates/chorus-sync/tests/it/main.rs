@@ -1,3 +1,4 @@
 //! Integration tests of chorus-sync (one binary, modules per topic).
 
+mod golden;
 mod session;
