@@ -12,3 +12,5 @@ pub use error::ProtocolError;
 pub use frame::{AwarenessEntry, FRAME_VERSION, Hello, Message, PROTOCOL_VERSION};
 pub use node::{LinkId, Node, Outbox};
 pub use session::{Received, Session, SessionStats};
+mod awareness;
+pub use awareness::{Awareness, AwarenessChange};

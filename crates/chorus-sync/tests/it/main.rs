@@ -1,4 +1,5 @@
 //! Integration tests of chorus-sync (one binary, modules per topic).
 
+mod awareness;
 mod golden;
 mod session;
