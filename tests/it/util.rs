@@ -134,3 +134,121 @@ pub fn seed_start() -> u64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Runs `run(seed ^ salt)` for `count` seeds from [`seed_start`], catching panics, and
+/// fails listing the failing seeds (up to 5) with how to rerun one.
+pub fn run_seeds(name: &str, salt: u64, count: u64, run: impl Fn(u64)) {
+    let start = seed_start();
+    let mut failed = Vec::new();
+    for seed in start..start + count {
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed ^ salt)))
+        {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push((seed, msg));
+            if failed.len() >= 5 {
+                break;
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{name}: {} failing seed(s) (rerun one with CHORUS_SEED_START=<seed> CHORUS_SEEDS=1 \
+         cargo test -p chorus-tests --profile ci {name}): {failed:#?}",
+        failed.len()
+    );
+}
+
+/// A network between docs that delays, reorders, drops and duplicates updates.
+#[derive(Debug, Default)]
+pub struct FaultyNet {
+    /// (receiver, update) in flight.
+    in_flight: Vec<(usize, Vec<u8>)>,
+    /// Percent of deliveries lost.
+    pub drop: u32,
+    /// Percent of deliveries that arrive again later.
+    pub duplicate: u32,
+}
+
+impl FaultyNet {
+    /// A network losing up to 40% and duplicating up to 30% of updates.
+    pub fn new(rng: &mut Rng) -> Self {
+        FaultyNet {
+            in_flight: Vec::new(),
+            drop: rng.range(0, 40) as u32,
+            duplicate: rng.range(0, 30) as u32,
+        }
+    }
+
+    /// `from` sends `to` what `to` lacks now (now and then, everything); it arrives
+    /// later, maybe never, maybe twice.
+    pub fn send(&mut self, rng: &mut Rng, docs: &[Doc], from: usize, to: usize) {
+        let bytes = if rng.chance(10) {
+            docs[from].encode()
+        } else {
+            docs[from].encode_since(docs[to].version())
+        };
+        self.in_flight.push((to, bytes));
+    }
+
+    /// Delivers (or loses) one update in flight, picked at random; the receiver
+    /// must pass `check()` after it.
+    pub fn deliver_one(&mut self, rng: &mut Rng, docs: &mut [Doc]) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let k = rng.below(self.in_flight.len());
+        let (to, bytes) = self.in_flight.swap_remove(k);
+        if rng.chance(self.drop) {
+            return;
+        }
+        docs[to]
+            .apply_update(&bytes)
+            .unwrap_or_else(|e| panic!("a genuine update failed to apply: {e}"));
+        if let Err(e) = docs[to].check() {
+            panic!("check() after an update: {e}");
+        }
+        if rng.chance(self.duplicate) {
+            self.in_flight.push((to, bytes));
+        }
+    }
+
+    /// One random network event: a send between two docs or a delivery.
+    pub fn step(&mut self, rng: &mut Rng, docs: &mut [Doc]) {
+        let n = docs.len();
+        if n > 1 && rng.chance(45) {
+            let from = rng.below(n);
+            let to = (from + rng.range(1, n - 1)) % n;
+            self.send(rng, docs, from, to);
+        } else {
+            self.deliver_one(rng, docs);
+        }
+    }
+
+    /// Syncs every doc with every other directly (updates still in flight may arrive
+    /// later); afterwards all have the same version and nothing pending.
+    pub fn settle(&mut self, docs: &mut [Doc]) {
+        let n = docs.len();
+        for _round in 0..2 {
+            for from in 0..n {
+                for to in (0..n).filter(|&t| t != from) {
+                    let bytes = docs[from].encode_since(docs[to].version());
+                    docs[to]
+                        .apply_update(&bytes)
+                        .unwrap_or_else(|e| panic!("a genuine update failed to apply: {e}"));
+                }
+            }
+        }
+        for (i, d) in docs.iter().enumerate() {
+            assert_eq!(
+                d.version(),
+                docs[0].version(),
+                "doc {i}: version after sync"
+            );
+            assert_eq!(d.pending_len(), 0, "doc {i}: pending after sync");
+        }
+    }
+}

@@ -466,15 +466,18 @@ impl<'d> RegisterView<'d> {
         let Body::Register(lvs) = &self.doc.fields[f as usize].body else {
             return Vec::new();
         };
-        let mut ws: Vec<_> = self.doc.writes(lvs).into_iter().filter_map(plain).collect();
-        let stamps: Vec<u64> = lvs
+        // (full clock stamp, write) of the held writes that have a value; a held
+        // write without one (a cleared register) shows nothing.
+        let mut keyed: Vec<(u64, Write<Value>)> = lvs
             .iter()
-            .map(|&lv| match self.doc.log.atom_at(lv) {
-                Atom::Set { hlc, .. } => *hlc,
-                Atom::Add(_) => 0,
+            .filter_map(|&lv| {
+                let Atom::Set { hlc, .. } = self.doc.log.atom_at(lv) else {
+                    return None;
+                };
+                let w = self.doc.writes(&[lv]).pop().and_then(plain)?;
+                Some((*hlc, w))
             })
             .collect();
-        let mut keyed: Vec<_> = stamps.into_iter().zip(ws.drain(..)).collect();
         keyed.sort_by(|(a, x), (b, y)| (a, x.replica).cmp(&(b, y.replica)));
         keyed.into_iter().map(|(_, w)| w).collect()
     }
