@@ -47,12 +47,7 @@ impl Cursor {
             vec![u8::from(self.anchor.is_some()) | (u8::from(self.assoc == Assoc::Before) << 1)];
         if let Some(id) = self.anchor {
             out.extend_from_slice(id.replica.as_bytes());
-            let mut v = id.seq;
-            while v >= 0x80 {
-                out.push((v as u8) | 0x80);
-                v >>= 7;
-            }
-            out.push(v as u8);
+            crate::encoding::put_varint(&mut out, id.seq);
         }
         out
     }

@@ -714,8 +714,7 @@ impl Doc {
     }
 
     fn local_insert(&mut self, field: u32, pos: usize, text: &str) -> Result<(), EditError> {
-        let tree = self.fields[field as usize].seq();
-        let len = tree.total().chars as usize;
+        let len = self.fields[field as usize].seq().total().chars as usize;
         if pos > len {
             return Err(EditError::OutOfRange { pos, len });
         }
@@ -728,39 +727,10 @@ impl Doc {
         if !self.ensure_capacity(n as usize, text.len()) {
             return Err(EditError::TooLarge);
         }
-        let tree = self.fields[field as usize].seq_mut();
-        let (cur, origin_right) = match tree.find_char(pos as u32) {
-            Some((cur, _)) => (cur, tree.item_at(cur)),
-            None => (tree.end(), NONE),
-        };
-        let origin_left = tree.item_before(cur);
-        let lv = self.log.next_lv();
         let byte_start = self.content.len() as u32;
         crate::grow::reserve_str(&mut self.content, text.len());
         self.content.push_str(text);
-        let run = Run {
-            lv,
-            len: n,
-            origin_left,
-            origin_right,
-            byte_start,
-            byte_len: text.len() as u32,
-            utf16_len: utf16,
-            dels: 0,
-        };
-        self.fields[field as usize]
-            .seq_mut()
-            .insert(cur, run, &self.content, &mut self.index);
-        self.push_local(
-            field,
-            Op::Insert {
-                origin_left,
-                origin_right,
-                byte_start,
-                byte_len: text.len() as u32,
-            },
-            n,
-        );
+        self.insert_local_run(field, pos, n, byte_start, text.len() as u32, utf16);
         Ok(())
     }
 
@@ -771,8 +741,7 @@ impl Doc {
         pos: usize,
         values: Vec<Value>,
     ) -> Result<(), EditError> {
-        let tree = self.fields[field as usize].seq();
-        let len = tree.total().chars as usize;
+        let len = self.fields[field as usize].seq().total().chars as usize;
         if pos > len {
             return Err(EditError::OutOfRange { pos, len });
         }
@@ -786,24 +755,39 @@ impl Doc {
         if !self.ensure_capacity(n, 0) {
             return Err(EditError::TooLarge);
         }
+        let start = self.elems.len() as u32;
+        self.elems.extend(values);
+        let n = n as u32;
+        self.insert_local_run(field, pos, n, start, n, n);
+        Ok(())
+    }
+
+    /// Places `n` new items at visible position `pos` of `field` — between the item
+    /// (tombstones included) just before it and the next visible item — and logs them.
+    /// Their content is already in the arena at `byte_start`.
+    fn insert_local_run(
+        &mut self,
+        field: u32,
+        pos: usize,
+        n: u32,
+        byte_start: u32,
+        byte_len: u32,
+        utf16_len: u32,
+    ) {
         let tree = self.fields[field as usize].seq_mut();
         let (cur, origin_right) = match tree.find_char(pos as u32) {
             Some((cur, _)) => (cur, tree.item_at(cur)),
             None => (tree.end(), NONE),
         };
         let origin_left = tree.item_before(cur);
-        let lv = self.log.next_lv();
-        let start = self.elems.len() as u32;
-        self.elems.extend(values);
-        let n = n as u32;
         let run = Run {
-            lv,
+            lv: self.log.next_lv(),
             len: n,
             origin_left,
             origin_right,
-            byte_start: start,
-            byte_len: n,
-            utf16_len: n,
+            byte_start,
+            byte_len,
+            utf16_len,
             dels: 0,
         };
         self.fields[field as usize]
@@ -814,12 +798,11 @@ impl Doc {
             Op::Insert {
                 origin_left,
                 origin_right,
-                byte_start: start,
-                byte_len: n,
+                byte_start,
+                byte_len,
             },
             n,
         );
-        Ok(())
     }
 
     #[inline]

@@ -431,21 +431,7 @@ const TAG_STR: u8 = 5;
 const TAG_BYTES: u8 = 6;
 const TAG_ARRAY: u8 = 7;
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
+use crate::encoding::{put_varint, unzigzag, zigzag};
 
 /// Appends the encoding of `v`.
 ///
