@@ -3,8 +3,12 @@
 //! Subcommands:
 //! - `chorus replay <trace.json[.gz]>`: replay a real editing trace, check the result,
 //!   and print timing, size and memory statistics as JSON.
+//! - `chorus sim`: simulate replicas syncing over a faulty network in a topology, and
+//!   print convergence latency and traffic (`--compare`: every topology, with and
+//!   without failures; `--plot`: latency against the number of replicas, as SVG).
 
 mod replay;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,12 +39,16 @@ enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Simulate replicas syncing over a network with latency, jitter, loss and
+    /// duplication, wired in a topology, and print convergence latency and traffic.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay { trace, pretty } => replay::run(&trace, pretty),
+        Command::Sim(args) => sim::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,3 +14,7 @@ pub use node::{LinkId, Node, Outbox};
 pub use session::{Received, Session, SessionStats};
 mod awareness;
 pub use awareness::{Awareness, AwarenessChange};
+pub mod sim;
+mod topology;
+pub use sim::{SimConfig, SimReport};
+pub use topology::{Edge, Topology, UnknownTopology};

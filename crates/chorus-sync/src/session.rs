@@ -63,6 +63,8 @@ pub struct Session {
     peer_has: VersionVector,
     /// What the peer last reported having (without our optimistic additions).
     peer_reported: VersionVector,
+    /// `peer_has` at the last tick: what was sent before it has had time to arrive.
+    peer_has_at_tick: VersionVector,
     /// The peer's durable version (its last `Ack`).
     peer_acked: VersionVector,
     /// Whether we sent a `Hello` since the last tick.
@@ -81,6 +83,7 @@ impl Session {
             peer: None,
             peer_has: VersionVector::new(),
             peer_reported: VersionVector::new(),
+            peer_has_at_tick: VersionVector::new(),
             peer_acked: VersionVector::new(),
             hello_this_tick: false,
             acked: VersionVector::new(),
@@ -177,10 +180,11 @@ impl Session {
                     return Err(ProtocolError::Unexpected("a Hello from another replica"));
                 }
                 self.peer = Some(h.replica);
-                // A Hello says exactly what the peer has: what we thought we had sent
-                // may have been lost.
-                self.peer_has = h.version.clone();
-                self.peer_reported = h.version.clone();
+                // A Hello says what the peer had when it sent it. What we sent before
+                // the last tick and it does not report was lost: send it again. What
+                // we sent since may still be on its way: do not send it twice.
+                self.peer_has = rewind(&self.peer_has, &self.peer_has_at_tick, &h.version);
+                self.peer_reported.merge(&h.version);
                 // Our Hello in return (at most once per tick): it opens the link, asks
                 // for what the peer has and we lack, and confirms what we have.
                 if !self.hello_this_tick {
@@ -203,8 +207,12 @@ impl Session {
                 self.stats.ops_duplicate += report.duplicate;
                 self.peer_has.merge(&version);
                 self.peer_reported.merge(&version);
-                // Something is missing (a lost message): ask for it, once per tick.
-                if doc.pending_len() > 0 && !self.hello_this_tick {
+                // Something is missing (a lost message) and the peer may have it: ask
+                // for it, once per tick.
+                if doc.pending_len() > 0
+                    && !doc.version().dominates(&version)
+                    && !self.hello_this_tick
+                {
                     let hello = self.hello(doc);
                     r.reply.push(hello);
                 }
@@ -249,6 +257,7 @@ impl Session {
     /// without the peer confirming it. Nothing on an idle, in-sync link.
     pub fn tick(&mut self, doc: &Doc) -> Option<Vec<u8>> {
         self.hello_this_tick = false;
+        self.peer_has_at_tick = self.peer_has.clone();
         if !self.opened {
             return None;
         }
@@ -257,7 +266,10 @@ impl Session {
             return Some(self.hello(doc));
         }
         let unconfirmed = !self.peer_reported.dominates(doc.version());
-        if unconfirmed || doc.pending_len() > 0 {
+        // Operations wait for dependencies this peer reported having: ask for them.
+        // (Dependencies nobody reachable has would otherwise keep the link talking.)
+        let peer_can_help = doc.pending_len() > 0 && !doc.version().dominates(&self.peer_reported);
+        if unconfirmed || peer_can_help {
             // The peer answers with its Hello (what it has) and a Delta of what we lack.
             return Some(self.hello(doc));
         }
@@ -268,4 +280,18 @@ impl Session {
     pub fn send(&mut self, m: &Message) -> Vec<u8> {
         self.out(m.clone())
     }
+}
+
+/// What the peer has after its `Hello` reported `hello`: per replica, if the peer has
+/// everything we had sent it by the last tick (`at_tick`), what we sent since is
+/// still on its way and counts as had; otherwise the peer lost something and has
+/// exactly what it reported.
+fn rewind(sent: &VersionVector, at_tick: &VersionVector, hello: &VersionVector) -> VersionVector {
+    let mut out = hello.clone();
+    for (r, n) in sent.iter() {
+        if hello.get(&r) >= at_tick.get(&r) {
+            out.observe(r, n);
+        }
+    }
+    out
 }

@@ -3,3 +3,4 @@
 mod awareness;
 mod golden;
 mod session;
+mod sim;
