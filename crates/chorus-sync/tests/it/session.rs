@@ -237,3 +237,69 @@ fn protocol_errors_have_stable_codes() {
     let m = Message::error(&e);
     assert_eq!(Message::decode(&m.encode()).unwrap(), m);
 }
+
+/// Where a node's link leads: (node, that node's link).
+type Route = fn(LinkId) -> (u128, LinkId);
+
+#[test]
+fn a_node_forwards_deltas_computed_for_each_peer() {
+    // a — b — c: b learns a's ops and forwards them to c, which also lacks b's own.
+    let mut a = node(1);
+    let mut b = node(2);
+    let mut c = node(3);
+    type_text(&mut b, 0, "b's own ");
+    // Links: a:0 ↔ b:10, b:11 ↔ c:0.
+    let mut queue: VecDeque<(u128, LinkId, Vec<u8>)> = VecDeque::new();
+    b.accept(10);
+    for (_, f) in a.connect(0) {
+        queue.push_back((2, 10, f));
+    }
+    c.accept(0);
+    for (_, f) in b.connect(11) {
+        queue.push_back((3, 0, f));
+    }
+    let mut from_a: Vec<Vec<u8>> = Vec::new();
+    let mut to_c: Vec<Vec<u8>> = Vec::new();
+    let mut step = |queue: &mut VecDeque<(u128, LinkId, Vec<u8>)>,
+                    a: &mut Node,
+                    b: &mut Node,
+                    c: &mut Node| {
+        while let Some((to, link, f)) = queue.pop_front() {
+            let (n, back): (&mut Node, Route) = match to {
+                1 => (&mut *a, |_| (2, 10)),
+                2 => (&mut *b, |l| if l == 10 { (1, 0) } else { (3, 0) }),
+                _ => (&mut *c, |_| (2, 11)),
+            };
+            if to == 2 && link == 10 {
+                from_a.push(f.clone());
+            }
+            let (out, _) = n.receive(link, &f).unwrap();
+            for (l, g) in out {
+                let (dest, dest_link) = back(l);
+                if to == 2 && dest == 3 {
+                    to_c.push(g.clone());
+                }
+                queue.push_back((dest, dest_link, g));
+            }
+        }
+    };
+    step(&mut queue, &mut a, &mut b, &mut c);
+    type_text(&mut a, 0, "from a ");
+    for (_, f) in a.committed() {
+        queue.push_back((2, 10, f));
+    }
+    step(&mut queue, &mut a, &mut b, &mut c);
+    assert_eq!(text(&c), text(&a));
+    assert_eq!(text(&c), text(&b));
+    assert!(text(&c).contains("from a") && text(&c).contains("b's own"));
+    assert!(!from_a.is_empty() && !to_c.is_empty());
+    // What b sent c was made by b for c: b's own version, and nothing c had already.
+    let b_id = b.doc().replica_id();
+    for f in &to_c {
+        if let Ok(chorus_sync::Message::Delta { version, .. }) = chorus_sync::Message::decode(f) {
+            assert!(version.get(&b_id) > 0, "a Delta to c that b did not make");
+        }
+    }
+    let dup: u64 = c.links().map(|(_, s)| s.stats().ops_duplicate).sum();
+    assert_eq!(dup, 0, "c got operations it had");
+}
