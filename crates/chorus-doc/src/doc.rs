@@ -665,7 +665,13 @@ impl Doc {
     }
 
     /// The field that `key` names, if it exists here.
-    pub(crate) fn find_key(&self, key: &FieldKey) -> Option<u32> {
+    pub(crate) fn find_key(&self, key: &Arc<FieldKey>) -> Option<u32> {
+        // Runs of one update share their field's key, which the field adopts.
+        if let Some(f) = self.fields.get(self.last_field as usize) {
+            if Arc::ptr_eq(&f.key, key) {
+                return Some(self.last_field);
+            }
+        }
         let parent = match &key.parent {
             None => ROOT,
             Some(p) => self.find_key(p)?,
