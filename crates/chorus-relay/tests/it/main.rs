@@ -1,0 +1,3 @@
+//! Integration tests of chorus-relay, one binary with a module per area.
+
+mod storage;
