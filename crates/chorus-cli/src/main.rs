@@ -3,10 +3,13 @@
 //! Subcommands:
 //! - `chorus replay <trace.json[.gz]>`: replay a real editing trace, check the result,
 //!   and print timing, size and memory statistics as JSON.
+//! - `chorus relay`: serve documents over WebSockets (`/ws/{doc}`), storing them in
+//!   SQLite under `--data-dir`.
 //! - `chorus sim`: simulate replicas syncing over a faulty network in a topology, and
 //!   print convergence latency and traffic (`--compare`: every topology, with and
 //!   without failures; `--plot`: latency against the number of replicas, as SVG).
 
+mod relay;
 mod replay;
 mod sim;
 
@@ -39,6 +42,8 @@ enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Serve documents over WebSockets at `/ws/{doc}`, storing them durably.
+    Relay(relay::RelayArgs),
     /// Simulate replicas syncing over a network with latency, jitter, loss and
     /// duplication, wired in a topology, and print convergence latency and traffic.
     Sim(sim::SimArgs),
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay { trace, pretty } => replay::run(&trace, pretty),
         Command::Sim(args) => sim::run(&args),
+        Command::Relay(args) => relay::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

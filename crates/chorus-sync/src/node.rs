@@ -113,6 +113,18 @@ impl Node {
         out
     }
 
+    /// Tells every link's peer that `version` is durably stored here (an `Ack` where
+    /// that is news).
+    pub fn ack_all(&mut self, version: &chorus_doc::VersionVector) -> Outbox {
+        let mut out = Outbox::new();
+        for (&link, s) in &mut self.links {
+            if let Some(f) = s.ack(version) {
+                out.push((link, f));
+            }
+        }
+        out
+    }
+
     /// Periodic repair on every link (see [`Session::tick`]).
     pub fn tick(&mut self) -> Outbox {
         let mut out = Outbox::new();
