@@ -1355,9 +1355,14 @@ impl Doc {
                     },
                 );
             }
-            Op::Delete { target, backward } => {
-                // The targets may belong to several replicas: one wire run per stretch
-                // of targets with consecutive ids.
+            Op::Delete { .. } | Op::Undelete { .. } => {
+                let (target, backward, undelete) = match e.op {
+                    Op::Delete { target, backward } => (target, backward, false),
+                    Op::Undelete { target } => (target, false, true),
+                    _ => unreachable!(),
+                };
+                // The targets (items, or the delete ops an undelete undoes) may belong
+                // to several replicas: one wire run per stretch of consecutive ids.
                 let mut done = 0u32;
                 let total = hi - lo;
                 while done < total {
@@ -1383,34 +1388,16 @@ impl Doc {
                             lamport: lamport + u64::from(done),
                             len: take,
                             field: field.clone(),
-                            op: WireOp::Delete {
-                                target: OpId::new(self.log.agents[ta as usize].id, tseq),
-                                backward: backward && take > 1,
-                            },
-                        },
-                    );
-                    done += take;
-                }
-            }
-            Op::Undelete { target } => {
-                // The delete ops undone may belong to several replicas (or spans).
-                let mut done = 0u32;
-                let total = hi - lo;
-                while done < total {
-                    let t = target + k + done;
-                    let te = &self.log.entries[self.log.entry_index(t)];
-                    let take = (te.end() - t).min(total - done);
-                    let (ta, tseq) = self.log.id_of(t);
-                    push_coalesced(
-                        out,
-                        WireRun {
-                            replica,
-                            seq: seq + u64::from(done),
-                            lamport: lamport + u64::from(done),
-                            len: take,
-                            field: field.clone(),
-                            op: WireOp::Undelete {
-                                target: OpId::new(self.log.agents[ta as usize].id, tseq),
+                            op: {
+                                let target = OpId::new(self.log.agents[ta as usize].id, tseq);
+                                if undelete {
+                                    WireOp::Undelete { target }
+                                } else {
+                                    WireOp::Delete {
+                                        target,
+                                        backward: backward && take > 1,
+                                    }
+                                }
                             },
                         },
                     );
