@@ -1451,66 +1451,82 @@ impl Doc {
         code
     }
 
-    /// How many ops from `id` on (at most `max`) are known inserts of field `code` in
-    /// one stretch: `Some(0)` if `id` is known but is not one, `None` if unknown.
-    fn known_inserts(&self, plan: &Plan, id: OpId, code: u32, max: u64) -> Option<u64> {
-        if let Some(a) = self.log.find(&id.replica) {
-            let spans = &self.log.agents[a as usize].spans;
-            let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
-            if let Some(s) = spans.get(i).filter(|s| s.seq <= id.seq) {
-                let lv = s.lv + (id.seq - s.seq) as u32;
-                let span_left = s.seq + u64::from(s.len) - id.seq;
-                if self.index.is_on() && self.fields.len() == 1 {
-                    // One field: the index tells inserts (which have a leaf) from
-                    // deletes without searching the log.
-                    if code != 0 {
-                        return Some(0);
-                    }
-                    let limit = span_left.min(max);
-                    let mut n = 0;
-                    while n < limit && self.index.get(lv + n as u32).is_some() {
-                        n += 1;
-                    }
-                    return Some(n);
-                }
-                let e = &self.log.entries[self.log.entry_index(lv)];
-                if !matches!(e.op, Op::Insert { .. }) || e.field != code {
-                    return Some(0);
-                }
-                // Within the entry and the replica's span, ids stay consecutive.
-                return Some(u64::from(e.end() - lv).min(span_left).min(max));
-            }
-        }
+    /// The LV of op `id` and how many ops of its replica's span follow from it, if it
+    /// is applied here.
+    #[inline]
+    fn applied_span(&self, id: OpId) -> Option<(Lv, u64)> {
+        let a = self.log.find(&id.replica)?;
+        let spans = &self.log.agents[a as usize].spans;
+        let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
+        let s = spans.get(i).filter(|s| s.seq <= id.seq)?;
+        Some((
+            s.lv + (id.seq - s.seq) as u32,
+            s.seq + u64::from(s.len) - id.seq,
+        ))
+    }
+
+    /// How many planned ops from `id` on (at most `max`) have `kind` in
+    /// [`Plan::kinds`]; `None` if `id` is not planned.
+    fn planned_run(plan: &Plan, id: OpId, kind: u32, max: u64) -> Option<u64> {
         let (vlv, span_left) = plan.lookup(id)?;
         let mut n = 0;
-        while n < span_left.min(max) && plan.kinds[(vlv + n) as usize] == code {
+        while n < span_left.min(max) && plan.kinds[(vlv + n) as usize] == kind {
             n += 1;
         }
         Some(n)
     }
 
+    /// How many ops from applied op `lv` on (at most `max`, within `span_left`) are
+    /// in one log entry of field `code` that `is_kind` accepts.
+    fn entry_run(
+        &self,
+        lv: Lv,
+        span_left: u64,
+        code: u32,
+        max: u64,
+        is_kind: fn(&Op) -> bool,
+    ) -> u64 {
+        let e = &self.log.entries[self.log.entry_index(lv)];
+        if !is_kind(&e.op) || e.field != code {
+            return 0;
+        }
+        // Within the entry and the replica's span, ids stay consecutive.
+        u64::from(e.end() - lv).min(span_left).min(max)
+    }
+
+    /// How many ops from `id` on (at most `max`) are known inserts of field `code` in
+    /// one stretch: `Some(0)` if `id` is known but is not one, `None` if unknown.
+    fn known_inserts(&self, plan: &Plan, id: OpId, code: u32, max: u64) -> Option<u64> {
+        let Some((lv, span_left)) = self.applied_span(id) else {
+            return Self::planned_run(plan, id, code, max);
+        };
+        if self.index.is_on() && self.fields.len() == 1 {
+            // One field: the index tells inserts (which have a leaf) from deletes
+            // without searching the log.
+            if code != 0 {
+                return Some(0);
+            }
+            let limit = span_left.min(max);
+            let mut n = 0;
+            while n < limit && self.index.get(lv + n as u32).is_some() {
+                n += 1;
+            }
+            return Some(n);
+        }
+        Some(self.entry_run(lv, span_left, code, max, |op| {
+            matches!(op, Op::Insert { .. })
+        }))
+    }
+
     /// How many ops from `id` on (at most `max`) are known deletes of field `code` in
     /// one stretch of ids: `Some(0)` if `id` is known but is not one, `None` if unknown.
     fn known_deletes(&self, plan: &Plan, id: OpId, code: u32, max: u64) -> Option<u64> {
-        if let Some(a) = self.log.find(&id.replica) {
-            let spans = &self.log.agents[a as usize].spans;
-            let i = spans.partition_point(|s| s.seq + u64::from(s.len) <= id.seq);
-            if let Some(s) = spans.get(i).filter(|s| s.seq <= id.seq) {
-                let lv = s.lv + (id.seq - s.seq) as u32;
-                let span_left = s.seq + u64::from(s.len) - id.seq;
-                let e = &self.log.entries[self.log.entry_index(lv)];
-                if !matches!(e.op, Op::Delete { .. }) || e.field != code {
-                    return Some(0);
-                }
-                return Some(u64::from(e.end() - lv).min(span_left).min(max));
-            }
+        match self.applied_span(id) {
+            Some((lv, span_left)) => Some(self.entry_run(lv, span_left, code, max, |op| {
+                matches!(op, Op::Delete { .. })
+            })),
+            None => Self::planned_run(plan, id, code | DELETE_BIT, max),
         }
-        let (vlv, span_left) = plan.lookup(id)?;
-        let mut n = 0;
-        while n < span_left.min(max) && plan.kinds[(vlv + n) as usize] == code | DELETE_BIT {
-            n += 1;
-        }
-        Some(n)
     }
 
     fn next_seq_of(&self, plan: &Plan, replica: ReplicaId) -> u64 {
