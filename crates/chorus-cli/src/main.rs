@@ -8,10 +8,17 @@
 //! - `chorus sim`: simulate replicas syncing over a faulty network in a topology, and
 //!   print convergence latency and traffic (`--compare`: every topology, with and
 //!   without failures; `--plot`: latency against the number of replicas, as SVG).
+//! - `chorus token`: mint an access token (`--doc` or `--prefix`, `--right`, `--ttl`)
+//!   signed with the relay's secret (`CHORUS_AUTH_SECRET`), and print it.
+//! - `chorus loadtest`: many WebSocket clients typing into a relay at once; prints
+//!   throughput and acknowledgement latency, and checks nothing acknowledged is lost
+//!   and every document converges.
 
+mod loadtest;
 mod relay;
 mod replay;
 mod sim;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +54,12 @@ enum Command {
     /// Simulate replicas syncing over a network with latency, jitter, loss and
     /// duplication, wired in a topology, and print convergence latency and traffic.
     Sim(sim::SimArgs),
+    /// Mint an access token for a relay that shares the secret, and print it.
+    Token(token::TokenArgs),
+    /// Run many clients typing into a relay at once; print throughput and ack
+    /// latency, and check that no acknowledged edit is lost and every document
+    /// converges.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +68,8 @@ fn main() -> ExitCode {
         Command::Replay { trace, pretty } => replay::run(&trace, pretty),
         Command::Sim(args) => sim::run(&args),
         Command::Relay(args) => relay::run(&args),
+        Command::Token(args) => token::run(&args),
+        Command::Loadtest(args) => loadtest::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

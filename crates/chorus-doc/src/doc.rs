@@ -393,6 +393,23 @@ impl Doc {
         self.apply_runs(runs)
     }
 
+    /// For each replica, one past the last of its operations that `update` carries,
+    /// without applying anything. A relay uses it to check who authored an update
+    /// before accepting it: the update adds ops of replica `r` that a document lacks
+    /// exactly when the extent's entry for `r` exceeds the document's version.
+    pub fn update_extent(update: &[u8]) -> Result<VersionVector, DecodeError> {
+        let mut extent = VersionVector::new();
+        encoding::decode_each(
+            update,
+            |_, _| {},
+            |run| {
+                extent.observe(run.replica, run.seq.saturating_add(u64::from(run.len)));
+                Ok(true)
+            },
+        )?;
+        Ok(extent)
+    }
+
     /// Operations waiting for missing dependencies.
     pub fn pending_len(&self) -> usize {
         self.pending_ops

@@ -230,6 +230,17 @@ pub trait Store: Send {
     /// none was stored. Grouping updates makes one disk sync serve them all.
     fn append_batch(&mut self, doc: &str, updates: &[&[u8]]) -> Result<Range<u64>, StorageError>;
 
+    /// Appends updates to several documents' logs (in order, a document may appear
+    /// more than once) and returns each one's seq. A store that can should make it
+    /// one durable transaction, so one disk sync serves every document (a relay's
+    /// group commit); the default appends document by document.
+    fn append_many(&mut self, batch: &[(&str, &[u8])]) -> Result<Vec<u64>, StorageError> {
+        batch
+            .iter()
+            .map(|(doc, update)| self.append(doc, update))
+            .collect()
+    }
+
     /// Appends one update to `doc`'s log and returns its seq once it is durable.
     fn append(&mut self, doc: &str, update: &[u8]) -> Result<u64, StorageError> {
         Ok(self.append_batch(doc, &[update])?.start)
@@ -399,6 +410,31 @@ impl Store for SqliteStore {
         Ok(first..first + updates.len() as u64)
     }
 
+    fn append_many(&mut self, batch: &[(&str, &[u8])]) -> Result<Vec<u64>, StorageError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut next: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        let mut seqs = Vec::with_capacity(batch.len());
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO updates (doc, seq, data) VALUES (?1, ?2, ?3)")?;
+            for &(doc, update) in batch {
+                let seq = match next.get_mut(doc) {
+                    Some(n) => n,
+                    None => next
+                        .entry(doc)
+                        .or_insert(last_logged(&tx, doc)?.max(snapshot_up_to(&tx, doc)?)),
+                };
+                *seq += 1;
+                insert.execute(params![doc, *seq, update])?;
+                seqs.push(*seq);
+            }
+        }
+        tx.commit()?;
+        Ok(seqs)
+    }
+
     fn compact(&mut self, doc: &str, snapshot: &[u8], up_to_seq: u64) -> Result<(), StorageError> {
         let tx = self
             .conn
@@ -478,6 +514,15 @@ pub fn load_doc<S: Store + ?Sized>(
     let Some(stored) = store.load(doc_id)? else {
         return Ok(None);
     };
+    doc_from_stored(doc_id, &stored, replica).map(Some)
+}
+
+/// The document `stored` holds (see [`load_doc`]).
+pub fn doc_from_stored(
+    doc_id: &str,
+    stored: &Stored,
+    replica: ReplicaId,
+) -> Result<Doc, StorageError> {
     let corrupt = |seq, part, source| StorageError::Corrupt {
         doc: doc_id.to_owned(),
         seq,
@@ -493,5 +538,5 @@ pub fn load_doc<S: Store + ?Sized>(
         doc.apply_update(update)
             .map_err(|e| corrupt(*seq, Part::Update, e))?;
     }
-    Ok(Some(doc))
+    Ok(doc)
 }

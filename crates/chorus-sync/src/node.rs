@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chorus_doc::{Doc, Transaction};
 
-use crate::{ProtocolError, Received, Session};
+use crate::{Message, ProtocolError, Received, Session};
 
 /// Names a link of a node (chosen by the caller).
 pub type LinkId = u64;
@@ -123,6 +123,23 @@ impl Node {
             }
         }
         out
+    }
+
+    /// `message` (such as awareness) for every live link but `except`.
+    pub fn broadcast(&mut self, message: &Message, except: Option<LinkId>) -> Outbox {
+        let mut out = Outbox::new();
+        for (&link, s) in &mut self.links {
+            if Some(link) != except && s.is_live() {
+                out.push((link, s.send(message)));
+            }
+        }
+        out
+    }
+
+    /// `message` for one link, if it is live.
+    pub fn send_to(&mut self, link: LinkId, message: &Message) -> Option<Vec<u8>> {
+        let s = self.links.get_mut(&link)?;
+        s.is_live().then(|| s.send(message))
     }
 
     /// Periodic repair on every link (see [`Session::tick`]).

@@ -68,3 +68,26 @@ fn every_single_bit_flip_is_refused_or_consistent() {
     // prove nothing if none did.
     assert!(accepted > 0);
 }
+
+/// A relay checks who authored an update before applying it: the extent names every
+/// replica whose ops the update carries, up to the last one, and nothing else.
+#[test]
+fn update_extent_names_the_authors_of_an_update() {
+    let mut a = Doc::new(ReplicaId::from_u128(1));
+    let mut b = Doc::new(ReplicaId::from_u128(2));
+    let mut tx = a.transact();
+    tx.text("t").insert(0, "abc").unwrap();
+    tx.counter("n").add(2).unwrap();
+    tx.commit();
+    b.apply_update(&a.encode()).unwrap();
+    let base = b.version().clone();
+    let mut tx = b.transact();
+    tx.text("t").insert(1, "xy").unwrap();
+    tx.commit();
+    let since = b.encode_since(&base);
+    let extent = Doc::update_extent(&since).unwrap();
+    assert_eq!(extent.iter().collect::<Vec<_>>(), vec![(ReplicaId::from_u128(2), 2)]);
+    assert_eq!(&Doc::update_extent(&b.encode()).unwrap(), b.version());
+    assert!(Doc::update_extent(&since[..since.len() - 1]).is_err());
+    assert!(Doc::update_extent(b"not an update").is_err());
+}

@@ -1,4 +1,7 @@
 //! Integration tests of chorus-relay, one binary with a module per area.
 
+mod client;
+mod federation;
+mod hostile;
 mod server;
 mod storage;

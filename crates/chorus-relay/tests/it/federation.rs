@@ -1,0 +1,158 @@
+//! Relays peering with relays (federation): three relays in a ring and in a mesh,
+//! clients on each editing concurrently, one relay restarted mid-way: everything
+//! converges, every edit exactly once.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chorus_relay::{Config, serve_with_shutdown};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::server::Client;
+
+struct Relay {
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    peers: Vec<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        let mut config = Config::new(self.dir.path());
+        config.peers = self.peers.clone();
+        config.tick = Duration::from_millis(50);
+        config.room_idle = Duration::from_millis(500);
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(async move {
+            let signal = async move {
+                let _ = stopped.await;
+            };
+            serve_with_shutdown(config, listener, signal).await.unwrap();
+        }));
+    }
+
+    async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+}
+
+/// Three relays on fresh ports; `peers(i)` lists the relays relay `i` links to.
+async fn relays(peers: impl Fn(usize) -> Vec<usize>) -> Vec<Relay> {
+    let mut addrs = Vec::new();
+    for _ in 0..3 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(l.local_addr().unwrap());
+    }
+    let mut relays = Vec::new();
+    for i in 0..3 {
+        let mut r = Relay {
+            addr: addrs[i],
+            dir: tempfile::tempdir().unwrap(),
+            peers: peers(i)
+                .into_iter()
+                .map(|j| format!("ws://{}", addrs[j]))
+                .collect(),
+            stop: None,
+            task: None,
+        };
+        r.start().await;
+        relays.push(r);
+    }
+    relays
+}
+
+async fn run(mut relays: Vec<Relay>) {
+    let doc = "shared";
+    let url = |r: &Relay| format!("ws://{}/ws/{doc}", r.addr);
+    // Two clients on each relay.
+    let mut clients = Vec::new();
+    for (i, r) in relays.iter().enumerate() {
+        for k in 0..2 {
+            let n = (i * 2 + k + 1) as u128;
+            clients.push((i, Client::connect_url(&url(r), doc, n).await));
+        }
+    }
+    let mut markers = Vec::new();
+    for round in 0..12 {
+        if round == 5 {
+            // Relay 1 goes away mid-way; its clients keep editing offline.
+            relays[1].stop().await;
+        }
+        if round == 8 {
+            relays[1].start().await;
+            for (i, c) in clients.iter_mut() {
+                if *i == 1 {
+                    c.reconnect(&url(&relays[1])).await;
+                }
+            }
+        }
+        for (k, (i, c)) in clients.iter_mut().enumerate() {
+            let m = format!("<{i}.{k}.{round}>");
+            c.type_text(&m).await;
+            markers.push(m);
+        }
+        for (i, c) in clients.iter_mut() {
+            if !(5..8).contains(&round) || *i != 1 {
+                c.pump(30).await;
+            }
+        }
+    }
+    // Everyone converges on one text with every marker exactly once.
+    let mut done = false;
+    for _ in 0..200 {
+        for (_, c) in clients.iter_mut() {
+            c.pump(20).await;
+        }
+        let first = clients[0].1.text();
+        if clients.iter().all(|(_, c)| c.text() == first)
+            && markers.iter().all(|m| first.contains(m.as_str()))
+        {
+            done = true;
+            break;
+        }
+    }
+    let texts: Vec<String> = clients.iter().map(|(_, c)| c.text()).collect();
+    assert!(done, "no convergence: {texts:#?}");
+    for m in &markers {
+        assert_eq!(
+            texts[0].matches(m.as_str()).count(),
+            1,
+            "{m} in {}",
+            texts[0]
+        );
+    }
+    // Each relay has stored it: a new client on each reads the same text.
+    for (k, r) in relays.iter().enumerate() {
+        let mut fresh = Client::connect_url(&url(r), doc, 100 + k as u128).await;
+        for _ in 0..100 {
+            fresh.pump(20).await;
+            if fresh.text() == texts[0] {
+                break;
+            }
+        }
+        assert_eq!(fresh.text(), texts[0], "relay {k}");
+    }
+    for r in &mut relays {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_of_three_relays_converges_across_a_restart() {
+    run(relays(|i| vec![(i + 1) % 3]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_of_three_relays_converges_across_a_restart() {
+    run(relays(|i| (0..3).filter(|&j| j != i).collect()).await).await;
+}
