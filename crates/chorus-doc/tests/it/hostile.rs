@@ -86,7 +86,10 @@ fn update_extent_names_the_authors_of_an_update() {
     tx.commit();
     let since = b.encode_since(&base);
     let extent = Doc::update_extent(&since).unwrap();
-    assert_eq!(extent.iter().collect::<Vec<_>>(), vec![(ReplicaId::from_u128(2), 2)]);
+    assert_eq!(
+        extent.iter().collect::<Vec<_>>(),
+        vec![(ReplicaId::from_u128(2), 2)]
+    );
     assert_eq!(&Doc::update_extent(&b.encode()).unwrap(), b.version());
     assert!(Doc::update_extent(&since[..since.len() - 1]).is_err());
     assert!(Doc::update_extent(b"not an update").is_err());

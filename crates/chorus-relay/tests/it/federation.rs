@@ -15,6 +15,7 @@ struct Relay {
     addr: SocketAddr,
     dir: tempfile::TempDir,
     peers: Vec<String>,
+    secret: Option<Vec<u8>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -24,6 +25,7 @@ impl Relay {
         let listener = TcpListener::bind(self.addr).await.unwrap();
         let mut config = Config::new(self.dir.path());
         config.peers = self.peers.clone();
+        config.auth_secret = self.secret.clone();
         config.tick = Duration::from_millis(50);
         config.room_idle = Duration::from_millis(500);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -47,7 +49,7 @@ impl Relay {
 }
 
 /// Three relays on fresh ports; `peers(i)` lists the relays relay `i` links to.
-async fn relays(peers: impl Fn(usize) -> Vec<usize>) -> Vec<Relay> {
+async fn relays(peers: impl Fn(usize) -> Vec<usize>, secret: Option<&[u8]>) -> Vec<Relay> {
     let mut addrs = Vec::new();
     for _ in 0..3 {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -62,6 +64,7 @@ async fn relays(peers: impl Fn(usize) -> Vec<usize>) -> Vec<Relay> {
                 .into_iter()
                 .map(|j| format!("ws://{}", addrs[j]))
                 .collect(),
+            secret: secret.map(<[u8]>::to_vec),
             stop: None,
             task: None,
         };
@@ -73,7 +76,21 @@ async fn relays(peers: impl Fn(usize) -> Vec<usize>) -> Vec<Relay> {
 
 async fn run(mut relays: Vec<Relay>) {
     let doc = "shared";
-    let url = |r: &Relay| format!("ws://{}/ws/{doc}", r.addr);
+    // With tokens, clients need a write token (and relays mint their own).
+    let query = match &relays[0].secret {
+        Some(secret) => {
+            let exp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 600;
+            let claims =
+                chorus_relay::auth::Claims::for_doc(doc, chorus_relay::auth::Right::Write, exp);
+            format!("?token={}", chorus_relay::auth::mint(secret, &claims))
+        }
+        None => String::new(),
+    };
+    let url = |r: &Relay| format!("ws://{}/ws/{doc}{query}", r.addr);
     // Two clients on each relay.
     let mut clients = Vec::new();
     for (i, r) in relays.iter().enumerate() {
@@ -149,10 +166,11 @@ async fn run(mut relays: Vec<Relay>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_of_three_relays_converges_across_a_restart() {
-    run(relays(|i| vec![(i + 1) % 3]).await).await;
+    run(relays(|i| vec![(i + 1) % 3], None).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mesh_of_three_relays_converges_across_a_restart() {
-    run(relays(|i| (0..3).filter(|&j| j != i).collect()).await).await;
+async fn a_mesh_of_three_relays_with_tokens_converges_across_a_restart() {
+    let secret: &[u8] = b"the federation's shared secret";
+    run(relays(|i| (0..3).filter(|&j| j != i).collect(), Some(secret)).await).await;
 }

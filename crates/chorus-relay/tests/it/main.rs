@@ -3,5 +3,6 @@
 mod client;
 mod federation;
 mod hostile;
+mod many;
 mod server;
 mod storage;
