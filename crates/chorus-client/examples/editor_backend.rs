@@ -2,14 +2,15 @@
 //!
 //! ```text
 //! chorus relay &                                   # ws://127.0.0.1:8080
-//! cargo run -p chorus-client --example editor_backend -- notes "hello from A"
-//! cargo run -p chorus-client --example editor_backend -- notes "hello from B"
+//! cargo run -p chorus-client --example editor_backend -- notes "hello from A" a.chorus
+//! cargo run -p chorus-client --example editor_backend -- notes "hello from B" b.chorus
 //! ```
 //!
 //! Each run types its line at the end of the text `body`, prints the changes that
 //! other replicas make (as an editor would apply them) and when its own edits are
-//! saved, until Ctrl-C. The state file `<doc>.chorus` keeps edits made while the relay
-//! is down, so they are sent on the next run.
+//! saved, until Ctrl-C. The state file (one per running editor; `<doc>.chorus` by
+//! default) keeps edits made while the relay is down, so they are sent on the next
+//! run.
 
 use anyhow::Context;
 use chorus_client::{Client, ClientConfig, ClientEvent};
@@ -20,11 +21,12 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let doc = args.next().unwrap_or_else(|| "notes".into());
     let line = args.next().unwrap_or_else(|| "hello".into());
+    let state = args.next().unwrap_or_else(|| format!("{doc}.chorus"));
     let url = std::env::var("CHORUS_URL").unwrap_or_else(|_| "ws://127.0.0.1:8080".into());
 
     let mut config = ClientConfig::new(url, doc.clone());
     config.token = std::env::var("CHORUS_TOKEN").ok();
-    config.state_file = Some(format!("{doc}.chorus").into());
+    config.state_file = Some(state.clone().into());
     let (client, mut events) = Client::open(config).await.context("opening the document")?;
     println!(
         "replica {} on {doc:?}: {:?}",
@@ -62,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if !client.is_saved() {
-        println!("not saved yet: the edits stay in {doc}.chorus for the next run");
+        println!("not saved yet: the edits stay in {state} for the next run");
     }
     client.close().await;
     Ok(())

@@ -32,8 +32,9 @@ pub struct ClientConfig {
     pub doc: String,
     /// An access token, sent as the `token` query parameter.
     pub token: Option<String>,
-    /// The local state file (see the crate docs); `None` keeps the replica in memory
-    /// only, so edits not yet acknowledged are lost when the process ends.
+    /// The local state file (see the crate docs), used by one client at a time; `None`
+    /// keeps the replica in memory only, so edits not yet acknowledged are lost when
+    /// the process ends.
     pub state_file: Option<PathBuf>,
     /// This replica's id. With a state file, the file's replica (and this must match
     /// it); without, a random one when `None`. A memory-only client must never reuse
@@ -144,7 +145,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("doc", &self.shared.doc_id)
             .field("replica", &self.shared.replica)
-            .field("connected", &self.shared.link.is_connected())
+            .field("connected", &self.shared.link().is_connected())
             .finish_non_exhaustive()
     }
 }
@@ -153,7 +154,8 @@ impl Client {
     /// Opens the local state file, if any (loading the replica id and the document
     /// from it, so edits not sent before a restart are sent once connected), and
     /// starts syncing in the background. Fails on a bad document id or URL, or a
-    /// state file that is corrupt or belongs to another replica or document.
+    /// state file that is corrupt, belongs to another replica or document, or is in
+    /// use by another client.
     ///
     /// Must be called within a Tokio runtime.
     pub async fn open(
@@ -184,7 +186,7 @@ impl Client {
                 let _ = remote.send(ClientEvent::Remote(e.clone()));
             }
         });
-        let (link, link_events) = Link::spawn(url, config.backoff);
+        let (link, link_events) = Link::spawn(url.clone(), config.backoff);
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             doc_id: config.doc,
@@ -214,6 +216,7 @@ impl Client {
     /// A local change: runs `f` in a transaction, commits it, appends it to the state
     /// file (returning once it is on disk) and sends it. Returns what `f` returned.
     ///
+    /// With a state file this waits for the disk (an `fsync`), as a save does.
     /// Edits work offline too; they are sent when the connection is back. On
     /// [`ClientError::Io`] the edit is in the document but not on disk, and the client
     /// stops syncing (see there).
@@ -242,7 +245,7 @@ impl Client {
         }
         if let Some(s) = &mut st.session {
             if let Some(frame) = s.local_change(&st.doc) {
-                self.shared.link.send_on(st.connection, frame);
+                self.shared.link().send_on(st.connection, frame);
             }
         }
         drop(guard);
@@ -311,7 +314,7 @@ impl Client {
 
     /// Whether a connection to the relay is up.
     pub fn is_connected(&self) -> bool {
-        self.shared.link.is_connected()
+        self.shared.link().is_connected()
     }
 
     /// Flushes the state file, closes the connection with 1000 and stops the task.
@@ -331,6 +334,10 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn link(&self) -> &Link {
+        &self.link
+    }
+
     fn emit(&self, e: ClientEvent) {
         let _ = self.events.send(e);
     }
@@ -347,7 +354,7 @@ impl Shared {
                 // one, and the Hellos resync by version vector.
                 let mut session = Session::new(self.doc_id.clone());
                 let hello = session.open(&st.doc);
-                self.link.send_on(st.connection, hello);
+                self.link().send_on(st.connection, hello);
                 st.session = Some(session);
                 st.broken_since = None;
                 drop(st);
@@ -355,7 +362,10 @@ impl Shared {
             }
             LinkEvent::Frame(frame) => self.on_frame(&frame),
             LinkEvent::Disconnected { code, reason } => {
-                self.lock().session = None;
+                let mut st = self.lock();
+                st.session = None;
+                st.broken_since = None;
+                drop(st);
                 self.emit(ClientEvent::Disconnected { code, reason });
             }
         }
@@ -379,15 +389,15 @@ impl Shared {
                     st.broken_since = Some(Instant::now());
                 } else {
                     tracing::warn!(doc = %self.doc_id, error = %e, "the relay broke the protocol; reconnecting");
-                    self.link
+                    self.link()
                         .send_on(st.connection, Message::error(&e).encode());
-                    self.link.reconnect(1002, e.to_string());
+                    self.link().reconnect(1002, e.to_string());
                 }
                 return;
             }
         };
         for reply in received.reply {
-            self.link.send_on(st.connection, reply);
+            self.link().send_on(st.connection, reply);
         }
         if received.applied > 0 {
             if let Some(store) = &mut st.store {
@@ -398,7 +408,7 @@ impl Shared {
                     tracing::error!(error = %e, "cannot write the state file; the client stops syncing");
                     st.closed = true;
                     st.session = None;
-                    self.link.close();
+                    self.link().close();
                     return;
                 }
                 compact_if_due(store, &st.doc);
@@ -429,7 +439,7 @@ impl Shared {
         match &mut st.session {
             Some(s) => {
                 if let Some(f) = s.tick(&st.doc) {
-                    self.link.send_on(st.connection, f);
+                    self.link().send_on(st.connection, f);
                 }
             }
             None => {
@@ -438,7 +448,7 @@ impl Shared {
                     .is_some_and(|t| t.elapsed() >= ERROR_CLOSE_GRACE)
                 {
                     st.broken_since = None;
-                    self.link
+                    self.link()
                         .reconnect(1002, "the relay reported an error and did not close");
                 }
             }
@@ -451,13 +461,14 @@ impl Shared {
             let mut st = self.lock();
             st.closed = true;
             st.session = None;
-            if let Some(store) = &mut st.store {
+            // Flushed and unlocked, so the file can be opened again at once.
+            if let Some(mut store) = st.store.take() {
                 if let Err(e) = store.sync() {
                     tracing::error!(error = %e, "cannot flush the state file");
                 }
             }
         }
-        self.link.close();
+        self.link().close();
         let deadline = Instant::now() + CLOSE_WAIT;
         while let Ok(Some(e)) = tokio::time::timeout_at(deadline, link_events.recv()).await {
             if let LinkEvent::Disconnected { code, reason } = e {
@@ -489,7 +500,7 @@ async fn run(
         tokio::select! {
             e = link_events.recv(), if link_open => match e {
                 Some(e) => shared.on_link_event(e),
-                // Refused for good; the Disconnected saying why came before.
+                // Refused for good (the Disconnected saying why came before).
                 None => link_open = false,
             },
             _ = ticker.tick() => shared.on_tick(),

@@ -66,6 +66,22 @@ pub enum ClientError {
         /// The document the file holds.
         found: String,
     },
+    /// Another client (in this process or another) is using the state file.
+    #[error(
+        "the state file {} is in use by another client{}: one client per state file; close \
+         the other, or delete {} if no client is running",
+        path.display(),
+        pid.map(|p| format!(" (process {p})")).unwrap_or_default(),
+        lock.display()
+    )]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// The process holding the lock, as the lock file says.
+        pid: Option<u32>,
+    },
     /// Reading or writing the state file failed. After a failed write the client stops
     /// syncing (edits made since cannot be kept across a restart, so sending them could
     /// later reuse their ids): reopen it once the disk is fixed.

@@ -39,7 +39,8 @@
 //! it too). [`Client`] runs a fresh `chorus_sync::Session` on each connection (the
 //! `Hello`s resync by version vector, so nothing is sent twice after a reconnect) and
 //! keeps the state file: an append-only log of checksummed records, synced before an
-//! edit is sent, compacted as it grows (see `store.rs`).
+//! edit is sent, compacted as it grows, locked to one client at a time (see
+//! `store.rs`).
 
 mod client;
 mod error;

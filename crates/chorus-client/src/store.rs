@@ -15,6 +15,11 @@
 //! before the last record is [`ClientError::Corrupt`]. When the file has grown past a
 //! threshold it is rewritten as the header and the full state, into a temporary file
 //! that is synced and renamed over the old one.
+//!
+//! One client at a time may use a file: two appending under the same replica id would
+//! give different operations the same ids. A lock file beside it (`<file>.lock`,
+//! holding the owner's process id) keeps a second one out; a lock left by a process
+//! that is gone is taken over (on Linux, where `/proc` tells).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -43,6 +48,8 @@ pub(crate) struct FileStore {
     /// The length right after opening or the last compaction.
     base: u64,
     compact_min: u64,
+    /// Removed when the store is dropped.
+    _lock: LockFile,
 }
 
 /// One record found while reading a file.
@@ -67,6 +74,7 @@ impl FileStore {
                 source,
             }
         };
+        let lock = LockFile::acquire(path)?;
         let data = match fs::read(path) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -77,7 +85,7 @@ impl FileStore {
             // A new file, or one whose header never got written completely (so nothing
             // else was written either).
             let replica = replica.unwrap_or_else(ReplicaId::random);
-            let store = FileStore::create(path, doc_id, replica)?;
+            let store = FileStore::create(path, doc_id, replica, lock)?;
             return Ok((store, Doc::new(replica)));
         };
         let (found_replica, found_doc) = parse_header(path, first)?;
@@ -127,12 +135,18 @@ impl FileStore {
             len: good_len,
             base: good_len,
             compact_min: COMPACT_MIN,
+            _lock: lock,
         };
         Ok((store, doc))
     }
 
     /// A new file holding only the header.
-    fn create(path: &Path, doc_id: &str, replica: ReplicaId) -> Result<FileStore, ClientError> {
+    fn create(
+        path: &Path,
+        doc_id: &str,
+        replica: ReplicaId,
+        lock: LockFile,
+    ) -> Result<FileStore, ClientError> {
         let io = |action| {
             move |source| ClientError::Io {
                 path: path.to_owned(),
@@ -163,6 +177,7 @@ impl FileStore {
             len: header.len() as u64,
             base: header.len() as u64,
             compact_min: COMPACT_MIN,
+            _lock: lock,
         })
     }
 
@@ -347,6 +362,65 @@ fn parse<'a>(path: &Path, data: &'a [u8]) -> Result<(Vec<Record<'a>>, u64), Clie
     Ok((records, at as u64))
 }
 
+/// `<state file>.lock`, held while a client uses the state file.
+#[derive(Debug)]
+struct LockFile {
+    path: PathBuf,
+}
+
+impl LockFile {
+    fn acquire(state: &Path) -> Result<LockFile, ClientError> {
+        let mut name = state.file_name().unwrap_or_default().to_owned();
+        name.push(".lock");
+        let path = state.with_file_name(name);
+        let mut took_over = false;
+        loop {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(LockFile { path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let holder = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
+                    if !took_over && holder.is_some_and(gone) {
+                        tracing::warn!(lock = %path.display(), "taking over the lock of a client that is gone");
+                        let _ = fs::remove_file(&path);
+                        took_over = true;
+                        continue;
+                    }
+                    return Err(ClientError::Locked {
+                        path: state.to_owned(),
+                        lock: path,
+                        pid: holder,
+                    });
+                }
+                Err(source) => {
+                    return Err(ClientError::Io {
+                        path: path.clone(),
+                        action: "create the lock file of",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Whether process `pid` is known to have ended (only where `/proc` tells).
+fn gone(pid: u32) -> bool {
+    pid != std::process::id()
+        && Path::new("/proc/self").exists()
+        && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Makes a rename or a creation in `path`'s directory durable.
 fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {
@@ -406,6 +480,27 @@ mod tests {
             FileStore::open(&path, "other", None),
             Err(ClientError::DocMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn one_client_at_a_time_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doc.chorus");
+        let lock = dir.path().join("doc.chorus.lock");
+        let (store, _) = FileStore::open(&path, "d", None).unwrap();
+        match FileStore::open(&path, "d", None) {
+            Err(ClientError::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(store);
+        assert!(!lock.exists());
+        let (store, _) = FileStore::open(&path, "d", None).unwrap();
+        drop(store);
+        // A lock left by a process that is gone is taken over (where /proc tells).
+        if Path::new("/proc/self").exists() {
+            fs::write(&lock, "4000000000").unwrap();
+            assert!(FileStore::open(&path, "d", None).is_ok());
+        }
     }
 
     #[test]

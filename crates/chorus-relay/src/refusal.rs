@@ -26,7 +26,9 @@ pub enum Refusal {
     )]
     NotYourReplica(ReplicaId),
     /// The replica id is in use by another live connection to this document.
-    #[error("replica {0} is already connected to this document; use a new replica id per session")]
+    #[error(
+        "replica {0} is already connected to this document; try again once that connection is gone"
+    )]
     ReplicaInUse(ReplicaId),
     /// A frame larger than the limit.
     #[error("frame too big: the limit is {0} bytes")]
@@ -69,10 +71,12 @@ impl Refusal {
     }
 
     /// The WebSocket close code: 1009 for sizes, 1007 for bytes that cannot be
-    /// decoded, 1008 (policy) otherwise.
+    /// decoded, 1013 (try again later) for a replica id still bound to a connection
+    /// that may be dead, 1008 (policy) otherwise.
     pub fn close_code(&self) -> u16 {
         match self {
             Refusal::FrameTooBig(_) | Refusal::DocTooBig(_) => 1009,
+            Refusal::ReplicaInUse(_) => 1013,
             Refusal::Protocol(
                 ProtocolError::Truncated
                 | ProtocolError::UnknownType(_)

@@ -404,6 +404,10 @@ impl Room {
         }
         self.out.extend(out);
         if let Message::Hello(h) = &msg {
+            // What is stored already: a client that has it all is "saved" at once.
+            let persisted = self.persisted.clone();
+            let acks = self.node.ack_all(&persisted);
+            self.out.extend(acks);
             if right < Right::Relay {
                 if let Some(c) = self.conns.get_mut(&link) {
                     c.replica = Some(h.replica);

@@ -44,6 +44,9 @@ pub enum ServeError {
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// No access tokens (`Config::auth_secret`) on an address other machines reach.
+    #[error("{0} is not a loopback address: set an auth secret to serve other machines")]
+    OpenOnPublicAddress(SocketAddr),
 }
 
 /// What every room and connection shares.
@@ -59,6 +62,7 @@ pub(crate) struct Shared {
 }
 
 /// Serves the relay on `listener` until the task is dropped or the listener fails.
+/// Without an auth secret the listener must be on a loopback address.
 pub async fn serve(config: Config, listener: TcpListener) -> Result<(), ServeError> {
     serve_with_shutdown(config, listener, std::future::pending()).await
 }
@@ -71,6 +75,10 @@ pub async fn serve_with_shutdown(
     listener: TcpListener,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let addr = listener.local_addr()?;
+    if config.auth_secret.is_none() && !addr.ip().is_loopback() {
+        return Err(ServeError::OpenOnPublicAddress(addr));
+    }
     let store = SqliteStore::open(&config.data_dir)?;
     let metrics = Arc::new(Metrics::new());
     let (writer, storage_thread) = Writer::start(Box::new(store), metrics.clone());
@@ -98,6 +106,10 @@ pub async fn serve_with_shutdown(
         ),
     };
     let app = app.with_state(shared.clone());
+    // Frames are small and latency matters: no Nagle delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -168,6 +180,9 @@ async fn ws_handler(
     let hard = limits.max_frame_bytes.saturating_mul(4);
     ws.max_message_size(hard)
         .max_frame_size(hard)
+        // tungstenite clears its read buffer before every read: the default 128 KiB
+        // costs more than the frames themselves.
+        .read_buffer_size(8 << 10)
         .on_upgrade(move |socket| connection(socket, conn, doc, access, shared).instrument(span))
 }
 

@@ -257,3 +257,65 @@ async fn a_bad_doc_id_is_refused_before_connecting() {
         Err(chorus_client::ClientError::InvalidDocId(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_the_relay_still_sees_connected_gets_in_once_the_old_connection_is_gone() {
+    use chorus_doc::{Doc, ReplicaId};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start_any(dir.path()).await;
+    // The old connection of replica 7, which the relay has not seen go yet.
+    let replica = ReplicaId::from_u128(7);
+    let hello = chorus_sync::Session::new("ghost").open(&Doc::new(replica));
+    let (mut old, _) = tokio_tungstenite::connect_async(format!("{}/ws/ghost", relay.url()))
+        .await
+        .unwrap();
+    old.send(Ws::Binary(hello.into())).await.unwrap();
+    // The relay's answering Hello: it has bound replica 7 to the old connection.
+    let answer = tokio::time::timeout(WAIT, old.next())
+        .await
+        .expect("the relay answers");
+    assert!(matches!(answer, Some(Ok(Ws::Binary(_)))), "{answer:?}");
+
+    let mut cfg = config(&relay.url(), "ghost");
+    cfg.replica = Some(replica);
+    let (a, mut events) = Client::open(cfg).await.unwrap();
+    append(&a, "back");
+    // Refused while the old connection is there (1013: try again later)...
+    match next_event(&mut events, "the refusal", |e| {
+        matches!(e, ClientEvent::Disconnected { .. })
+    })
+    .await
+    {
+        ClientEvent::Disconnected { code, .. } => assert_eq!(code, Some(1013)),
+        _ => unreachable!(),
+    }
+    // ...and in once it is gone.
+    drop(old);
+    assert!(a.wait_saved(WAIT).await, "the client never got back in");
+    a.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reopened_with_everything_stored_is_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let relay = Relay::start_any(dir.path()).await;
+    let mut cfg = config(&relay.url(), "reopened");
+    cfg.state_file = Some(local.path().join("reopened.chorus"));
+    let (a, _) = Client::open(cfg.clone()).await.unwrap();
+    append(&a, "stored");
+    assert!(a.wait_saved(WAIT).await);
+    a.close().await;
+    // Everything is on the relay already; only an Ack can say so.
+    let (a, _) = Client::open(cfg).await.unwrap();
+    assert!(
+        a.wait_saved(Duration::from_secs(3)).await,
+        "no Ack after the Hello"
+    );
+    a.close().await;
+    relay.stop().await;
+}

@@ -266,7 +266,7 @@ async fn heartbeats_keep_live_peers_and_idle_ones_are_closed() {
 async fn a_client_that_does_not_read_is_closed_with_1013() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&dir);
-    c.limits.outgoing_queue = 2;
+    c.limits.outgoing_queue = 8;
     let addr = start_with(c).await;
     let mut slow = raw(addr, "/ws/d").await;
     slow.send(Ws::Binary(hello("d", 1).into())).await.unwrap();
@@ -415,7 +415,7 @@ async fn a_client_may_only_author_under_its_own_replica_id() {
     first.pump(100).await;
     let mut ws = raw(addr, "/ws/d").await;
     ws.send(Ws::Binary(hello("d", 5).into())).await.unwrap();
-    assert_refused(&mut ws, 104, 1008).await;
+    assert_refused(&mut ws, 104, 1013).await;
     // Once it has left, the id is free again.
     drop(first);
     let mut again = None;
@@ -562,4 +562,15 @@ async fn random_frames_never_break_the_relay() {
     );
     assert_eq!(http_get(addr, "/healthz").await.lines().last(), Some("ok"));
     others_unaffected(addr, "d", open).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_only_loopback_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let err = serve(config(&dir), listener).await.unwrap_err();
+    assert!(
+        matches!(err, chorus_relay::ServeError::OpenOnPublicAddress(_)),
+        "{err}"
+    );
 }

@@ -87,7 +87,14 @@ impl Client {
                     self.send(out).await;
                 }
                 msg = self.ws.next() => {
-                    let Some(Ok(Ws::Binary(f))) = msg else { return };
+                    let f = match msg {
+                        Some(Ok(Ws::Binary(f))) => f,
+                        Some(Ok(Ws::Ping(_) | Ws::Pong(_))) => continue,
+                        other => {
+                            eprintln!("pump: the connection ended: {other:?}");
+                            return;
+                        }
+                    };
                     let (out, received) = self.node.receive(0, &f).unwrap();
                     if let Some(v) = received.acked {
                         self.acked = v;
