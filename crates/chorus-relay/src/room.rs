@@ -89,6 +89,10 @@ pub(crate) enum RoomMsg {
         link: LinkId,
         event: LinkEvent,
     },
+    /// A link to a peer relay ended for good (the peer refused it).
+    PeerGone {
+        link: LinkId,
+    },
 }
 
 /// Messages a room takes in one batch before storing and answering.
@@ -116,6 +120,9 @@ struct Room {
     bound: HashMap<ReplicaId, LinkId>,
     /// Open links to peer relays, with the number of their current connection.
     peers: HashMap<LinkId, (Link, u64)>,
+    /// The id of the next link to a peer relay (never reused, so events of a closed
+    /// link cannot be taken for a new one's).
+    next_peer: LinkId,
     awareness: Awareness,
     started: Instant,
     /// What is stored: the version, the bytes, the log entries since the snapshot and
@@ -198,6 +205,7 @@ async fn open(
         conns: HashMap::new(),
         bound: HashMap::new(),
         peers: HashMap::new(),
+        next_peer: PEER_LINKS,
         awareness: Awareness::new(replica, config.awareness_timeout.as_millis() as u64),
         started: Instant::now(),
         persisted,
@@ -306,6 +314,17 @@ impl Room {
                     if let Err(refusal) = self.on_frame(conn, right, &bytes) {
                         self.refuse(conn, &refusal);
                     }
+                }
+            }
+            RoomMsg::PeerGone { link } => {
+                // Refused (a token the peer does not accept, say): retrying would only
+                // repeat it, and waiting for it would keep the room open for ever.
+                if self.peers.remove(&link).is_some() {
+                    tracing::error!(
+                        link,
+                        "a peer relay refused our link; not retrying for this room"
+                    );
+                    self.node.disconnect(link);
                 }
             }
             RoomMsg::Peer { link, event } => {
@@ -586,8 +605,9 @@ impl Room {
     fn open_peers(&mut self) {
         let Some(me) = self.me.upgrade() else { return };
         let config = &self.shared.config;
-        for (i, base) in config.peers.iter().enumerate() {
-            let id = PEER_LINKS + i as LinkId;
+        for base in &config.peers {
+            let id = self.next_peer;
+            self.next_peer += 1;
             let url = peer_url(base, &self.doc_id, config.auth_secret.as_deref());
             let (link, mut events) = Link::spawn(
                 url,
@@ -600,9 +620,10 @@ impl Room {
             tokio::spawn(async move {
                 while let Some(event) = events.recv().await {
                     if me.send(RoomMsg::Peer { link: id, event }).await.is_err() {
-                        break;
+                        return;
                     }
                 }
+                let _ = me.send(RoomMsg::PeerGone { link: id }).await;
             });
             self.peers.insert(id, (link, 0));
         }

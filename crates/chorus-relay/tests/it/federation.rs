@@ -174,3 +174,51 @@ async fn a_mesh_of_three_relays_with_tokens_converges_across_a_restart() {
     let secret: &[u8] = b"the federation's shared secret";
     run(relays(|i| (0..3).filter(|&j| j != i).collect(), Some(secret)).await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_refuses_the_link_does_not_keep_rooms_open() {
+    // Relay 0 links to relay 1, which has another secret and refuses it (1008).
+    let mut relays = relays(|i| if i == 0 { vec![1] } else { vec![] }, None).await;
+    relays[1].stop().await;
+    relays[1].secret = Some(b"relay one's own secret, unshared".to_vec());
+    relays[1].start().await;
+    relays[0].stop().await;
+    relays[0].secret = Some(b"relay zero's secret, not the same".to_vec());
+    relays[0].start().await;
+    let secret = relays[0].secret.clone().unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = chorus_relay::auth::Claims::for_doc("d", chorus_relay::auth::Right::Write, exp);
+    let url = format!(
+        "ws://{}/ws/d?token={}",
+        relays[0].addr,
+        chorus_relay::auth::mint(&secret, &claims)
+    );
+    let mut c = Client::connect_url(&url, "d", 1).await;
+    c.type_text("local only").await;
+    for _ in 0..50 {
+        c.pump(20).await;
+        if c.acked.dominates(c.node.doc().version()) {
+            break;
+        }
+    }
+    assert!(c.acked.dominates(c.node.doc().version()));
+    drop(c);
+    // The room closes once idle, although its peer never took the link.
+    let mut closed = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let m = crate::server::http_get(relays[0].addr, "/metrics").await;
+        if m.lines().any(|l| l == "chorus_rooms 0") {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the room stayed open");
+    for r in &mut relays {
+        r.stop().await;
+    }
+}
