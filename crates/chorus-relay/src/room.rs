@@ -410,7 +410,11 @@ impl Room {
         }
         let was_live = self.node.link(link).is_some_and(|s| s.is_live());
         let started = Instant::now();
-        let (out, received) = self.node.receive(link, bytes)?;
+        let hello = match &msg {
+            Message::Hello(h) => Some((h.replica, right < Right::Relay)),
+            _ => None,
+        };
+        let (out, received) = self.node.receive_message(link, msg, bytes.len())?;
         if received.applied > 0 {
             self.shared
                 .metrics
@@ -422,16 +426,16 @@ impl Room {
             }
         }
         self.out.extend(out);
-        if let Message::Hello(h) = &msg {
+        if let Some((replica, bind)) = hello {
             // What is stored already: a client that has it all is "saved" at once.
             let persisted = self.persisted.clone();
             let acks = self.node.ack_all(&persisted);
             self.out.extend(acks);
-            if right < Right::Relay {
+            if bind {
                 if let Some(c) = self.conns.get_mut(&link) {
-                    c.replica = Some(h.replica);
+                    c.replica = Some(replica);
                 }
-                self.bound.insert(h.replica, link);
+                self.bound.insert(replica, link);
             }
         }
         if !was_live && self.node.link(link).is_some_and(|s| s.is_live()) {

@@ -84,11 +84,23 @@ impl Node {
         link: LinkId,
         frame: &[u8],
     ) -> Result<(Outbox, Received), ProtocolError> {
+        let message = Message::decode(frame)?;
+        self.receive_message(link, message, frame.len())
+    }
+
+    /// Like [`receive`](Self::receive), for a frame of `frame_len` bytes the caller
+    /// already decoded.
+    pub fn receive_message(
+        &mut self,
+        link: LinkId,
+        message: Message,
+        frame_len: usize,
+    ) -> Result<(Outbox, Received), ProtocolError> {
         let session = self
             .links
             .get_mut(&link)
             .ok_or(ProtocolError::Unexpected("a frame on an unknown link"))?;
-        let mut received = session.receive(&mut self.doc, frame)?;
+        let mut received = session.receive_message(&mut self.doc, message, frame_len)?;
         let mut out: Outbox = received.reply.drain(..).map(|f| (link, f)).collect();
         if received.applied > 0 {
             for (&other, s) in &mut self.links {

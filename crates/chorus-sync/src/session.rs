@@ -162,10 +162,22 @@ impl Session {
     /// [`Message::error`] for it and closes the link; the document is unchanged by
     /// the frame that failed.
     pub fn receive(&mut self, doc: &mut Doc, frame: &[u8]) -> Result<Received, ProtocolError> {
+        let message = Message::decode(frame)?;
+        self.receive_message(doc, message, frame.len())
+    }
+
+    /// Like [`receive`](Self::receive), for a frame of `frame_len` bytes the caller
+    /// already decoded (a relay looks at a frame before letting it in).
+    pub fn receive_message(
+        &mut self,
+        doc: &mut Doc,
+        message: Message,
+        frame_len: usize,
+    ) -> Result<Received, ProtocolError> {
         self.stats.frames_received += 1;
-        self.stats.bytes_received += frame.len() as u64;
+        self.stats.bytes_received += frame_len as u64;
         let mut r = Received::default();
-        match Message::decode(frame)? {
+        match message {
             Message::Hello(h) => {
                 if h.protocol != PROTOCOL_VERSION {
                     return Err(ProtocolError::UnsupportedProtocol(h.protocol));
