@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: format, lints, every test of every crate.
-# Runs on a fresh machine with the Rust toolchain; it needs nothing else yet.
+# Runs on a fresh machine with the Rust toolchain, Node.js and npm: it installs the
+# wasm32 target and the wasm-bindgen CLI when they are missing (scripts/build-wasm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 # Optimized (the trace tests replay 260k edits) but without LTO, so it builds fast.
 cargo test --workspace --profile ci --locked
+
+echo "== WebAssembly"
+scripts/build-wasm.sh
+(cd web-demo && npm ci --no-audit --no-fund && npm test)
