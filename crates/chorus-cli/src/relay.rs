@@ -136,6 +136,12 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
                 format!(", peering with {}", config.peers.join(", "))
             }
         );
+        if let Some(dir) = &config.static_dir {
+            eprintln!(
+                "chorus relay: the web demo is at http://{addr}/ (from {}; ?doc=NAME picks the document)",
+                dir.display()
+            );
+        }
         chorus_relay::serve_with_shutdown(config, listener, shutdown_signal())
             .await
             .context("serving")?;

@@ -1,0 +1,265 @@
+// The Chorus demo: one document with a text (CodeMirror), a counter, a
+// last-writer-wins title and a multi-value status, synced through the relay that
+// serves this page, kept in IndexedDB, editable offline.
+
+import init, { Awareness, Doc, UndoManager } from "../pkg/chorus_wasm.js";
+import { createEditor } from "./editor.js";
+import { ChorusProvider } from "./provider.js";
+import { DocStore, Persister } from "./store.js";
+
+const TEXT = "body";
+const COUNTER = "votes";
+const TITLE = "title";
+const STATUS = "status";
+const PEOPLE = "people"; // replica id → the name of who wrote under it
+const STATUSES = ["draft", "review", "approved", "blocked"];
+const NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim"];
+const COLORS = ["#d7263d", "#1b998b", "#3a86ff", "#f46036", "#8338ec", "#2e933c", "#c05299", "#b07d00"];
+const PRESENCE_EVERY_MS = 50;
+
+const $ = (sel) => document.querySelector(sel);
+
+function hash(s) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** The document, the user's name and the token, from the URL (a new document if none). */
+function fromUrl() {
+  const url = new URL(location.href);
+  let docId = url.searchParams.get("doc");
+  if (!docId || !/^[A-Za-z0-9._~-]{1,128}$/.test(docId)) {
+    const rnd = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+    docId = `demo-${rnd}`;
+    url.searchParams.set("doc", docId);
+    history.replaceState(null, "", url);
+  }
+  let name = url.searchParams.get("name") || localStorage.getItem("chorus-name");
+  if (!name) name = NAMES[crypto.getRandomValues(new Uint32Array(1))[0] % NAMES.length];
+  name = name.slice(0, 40);
+  const token = url.searchParams.get("token");
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  let ws = `${scheme}://${location.host}/ws/${encodeURIComponent(docId)}`;
+  if (token) ws += `?token=${encodeURIComponent(token)}`;
+  return { docId, name, color: COLORS[hash(name) % COLORS.length], ws };
+}
+
+function describe(status) {
+  switch (status.state) {
+    case "saved":
+      return "All changes saved";
+    case "saving":
+      return `Saving ${status.unsaved} change${status.unsaved === 1 ? "" : "s"}…`;
+    case "offline":
+      if (status.refused) {
+        return `Refused by the relay (${status.refused.code} ${status.refused.reason}); go online to retry`;
+      }
+      if (status.unsaved === 0) return "Offline";
+      return status.storedLocally
+        ? `Offline — ${status.unsaved} change${status.unsaved === 1 ? "" : "s"} kept in this browser`
+        : "Offline — storing in this browser…";
+    default: {
+      let s = "Connecting…";
+      if (status.retryInMs !== null) s = `Reconnecting in ${Math.ceil(status.retryInMs / 1000)} s…`;
+      if (status.closed && status.closed.code !== 1000) {
+        s += ` (closed: ${status.closed.code}${status.closed.reason ? ` ${status.closed.reason}` : ""})`;
+      }
+      return s;
+    }
+  }
+}
+
+async function main() {
+  const { docId, name, color, ws } = fromUrl();
+  document.title = `${docId} — Chorus`;
+  $("#doc-id").textContent = docId;
+  $("#me").textContent = name;
+  $("#me").style.color = color;
+
+  await init({ module_or_path: new URL("chorus_wasm_bg.wasm", location.href) });
+
+  // The browser's copy: a replica id of our own and what this browser kept.
+  let store = null;
+  let replica;
+  let storeNote = "";
+  try {
+    store = await DocStore.open(docId);
+    replica = await store.claimReplica();
+  } catch (e) {
+    console.warn("chorus: IndexedDB unavailable; edits live in this tab only:", e);
+    storeNote = "IndexedDB is unavailable: offline edits last only while this tab is open.";
+  }
+  const doc = new Doc(replica);
+  if (store) {
+    const { updates, failed } = await store.load(doc);
+    if (failed > 0) storeNote = `${failed} stored update(s) could not be read and were left aside.`;
+    else if (updates > 0) storeNote = "Loaded from this browser's copy.";
+  }
+  $("#store-note").textContent = storeNote;
+
+  const persister = new Persister(doc, store);
+  const undo = new UndoManager(doc, 500);
+  const awareness = new Awareness(doc.replicaId(), 30_000);
+  const provider = new ChorusProvider({ url: ws, docId, doc, awareness, persister });
+
+  const peerName = (replica) => {
+    const n = doc.mapGet(PEOPLE, replica);
+    return typeof n === "string" ? n : replica.slice(0, 6);
+  };
+
+  // Presence: our name, colour and selection (as stable cursors).
+  let presence = { name, color, anchor: null, head: null };
+  let presenceTimer = null;
+  const publishPresence = () => {
+    presenceTimer = null;
+    provider.sendPresence(awareness.setLocal(presence, Date.now()));
+  };
+  const schedulePresence = () => {
+    if (presenceTimer === null) presenceTimer = setTimeout(publishPresence, PRESENCE_EVERY_MS);
+  };
+  awareness.setLocal(presence, Date.now());
+
+  const editor = createEditor({
+    parent: $("#editor"),
+    doc,
+    field: TEXT,
+    undo,
+    onSelection(anchor, head) {
+      presence = { ...presence, anchor, head };
+      schedulePresence();
+    },
+  });
+
+  const peers = () => {
+    if (!provider.connected) return [];
+    return awareness
+      .states()
+      .filter((s) => s.replica !== doc.replicaId() && s.state && typeof s.state === "object")
+      .map((s) => ({ replica: s.replica, ...s.state }))
+      .filter((p) => typeof p.name === "string" && typeof p.color === "string");
+  };
+
+  function renderPeers() {
+    const list = peers();
+    const ul = $("#peers");
+    ul.replaceChildren(
+      ...list.map((p) => {
+        const li = document.createElement("li");
+        li.dataset.replica = p.replica;
+        li.textContent = p.name;
+        li.style.borderColor = p.color;
+        return li;
+      }),
+    );
+    editor.showPeers(
+      list
+        .filter((p) => typeof p.anchor === "string" && typeof p.head === "string")
+        .map((p) => ({ name: p.name, color: p.color, anchor: p.anchor, head: p.head })),
+    );
+  }
+
+  function renderFields() {
+    $("#counter-value").textContent = String(doc.counterValue(COUNTER));
+
+    const title = doc.register(TITLE) ?? "";
+    const input = $("#title");
+    if (input.value !== title) {
+      const focused = document.activeElement === input;
+      const [s, e] = [input.selectionStart, input.selectionEnd];
+      input.value = title;
+      if (focused) input.setSelectionRange(Math.min(s, title.length), Math.min(e, title.length));
+    }
+
+    const conflicts = doc.conflicts(STATUS);
+    const value = doc.multi(STATUS);
+    $("#status-value").textContent = value ?? "—";
+    for (const b of document.querySelectorAll("#status-buttons button")) {
+      b.classList.toggle("current", conflicts.length === 0 && b.dataset.value === value);
+    }
+    const box = $("#status-conflict");
+    box.hidden = conflicts.length === 0;
+    $("#status").classList.toggle("in-conflict", conflicts.length > 0);
+    const picks = $("#status-picks");
+    picks.replaceChildren(
+      ...conflicts.map((w) => {
+        const b = document.createElement("button");
+        b.className = "status-pick";
+        b.dataset.value = String(w.value);
+        const v = document.createElement("strong");
+        v.textContent = String(w.value);
+        const who = document.createElement("span");
+        who.textContent = `${peerName(w.replica)}, ${new Date(w.timeMs).toLocaleTimeString()}`;
+        b.append(v, who);
+        b.title = "Keep this value";
+        return b;
+      }),
+    );
+  }
+
+  function renderStatus(status = provider.status()) {
+    const el = $("#sync-status");
+    el.dataset.state = status.state;
+    el.dataset.local = status.storedLocally ? "stored" : "storing";
+    el.textContent = describe(status);
+    $("#online").checked = status.online;
+    if (status.storageError) $("#store-note").textContent = `Not stored in this browser: ${status.storageError}`;
+  }
+
+  doc.observe((ev) => {
+    persister.changed();
+    if (ev.origin === "local") provider.localChange();
+    else renderPeers(); // remote carets may now resolve, or move
+    renderFields();
+  });
+  provider.addEventListener("status", (e) => renderStatus(e.detail));
+  persister.onStored = () => renderStatus();
+  provider.addEventListener("presence", renderPeers);
+
+  // Controls.
+  $("#counter-inc").addEventListener("click", () => doc.counterAdd(COUNTER, 1));
+  $("#counter-dec").addEventListener("click", () => doc.counterAdd(COUNTER, -1));
+  $("#title").addEventListener("input", (e) => doc.setRegister(TITLE, e.target.value, Date.now()));
+  for (const b of document.querySelectorAll("#status-buttons button")) {
+    b.addEventListener("click", () => doc.setMulti(STATUS, b.dataset.value, Date.now()));
+  }
+  $("#status-picks").addEventListener("click", (e) => {
+    const b = e.target.closest("button.status-pick");
+    if (b) doc.setMulti(STATUS, b.dataset.value, Date.now());
+  });
+  $("#online").addEventListener("change", (e) => {
+    if (e.target.checked) provider.connect();
+    else provider.disconnect();
+  });
+  $("#undo").addEventListener("click", () => undo.undo());
+  $("#redo").addEventListener("click", () => undo.redo());
+  addEventListener("pagehide", () => provider.sendPresence(awareness.clearLocal(Date.now())));
+
+  // Who writes under our replica id, so conflicts can name their writers.
+  if (doc.mapGet(PEOPLE, doc.replicaId()) !== name) {
+    doc.mapSet(PEOPLE, doc.replicaId(), name);
+    undo.clear(); // not something to undo
+  }
+
+  renderFields();
+  renderStatus();
+  provider.connect();
+
+  window.chorusDemo = {
+    ready: true,
+    text: () => editor.text(),
+    doc,
+    provider,
+    view: editor.view,
+    awareness,
+    undo,
+    statuses: STATUSES,
+  };
+}
+
+main().catch((e) => {
+  console.error(e);
+  const el = $("#sync-status");
+  el.dataset.state = "error";
+  el.textContent = `Could not start: ${e.message ?? e}`;
+});
