@@ -210,7 +210,7 @@ async function main() {
     persister.changed();
     if (ev.origin === "local") provider.localChange();
     else renderPeers(); // remote carets may now resolve, or move
-    renderFields();
+    if (ev.changes.some((c) => c.path[0] !== TEXT)) renderFields();
   });
   provider.addEventListener("status", (e) => renderStatus(e.detail));
   persister.onStored = () => renderStatus();

@@ -175,6 +175,9 @@ export class ChorusProvider extends EventTarget {
   }
 
   receive(ws, session, frame) {
+    // Replies carry no op of ours made after this moment: the ops this frame brings
+    // need not be stored before they go out (they are the relay's already).
+    const need = this.persister.wanted;
     let r;
     try {
       r = session.receive(this.doc, frame);
@@ -186,7 +189,7 @@ export class ChorusProvider extends EventTarget {
       this.fail(ws, 1007, String(e.message ?? e).slice(0, 120));
       return;
     }
-    for (const reply of r.reply) this.send(reply);
+    for (const reply of r.reply) this.send(reply, need);
     if (r.acked) {
       const seq = decodeVersion(r.acked)[this.replica] ?? 0;
       if (seq > this.ackedSeq) this.ackedSeq = seq;
@@ -210,9 +213,9 @@ export class ChorusProvider extends EventTarget {
   }
 
   /** Queues a frame for the current socket; it leaves once its ops are stored locally. */
-  send(frame) {
+  send(frame, need = this.persister.wanted) {
     if (!this.ws) return;
-    this.queue.push({ frame, need: this.persister.wanted, ws: this.ws });
+    this.queue.push({ frame, need, ws: this.ws });
     this.drain();
   }
 

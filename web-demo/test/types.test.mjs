@@ -111,6 +111,53 @@ test("maps, nested maps and lists over sync", () => {
   });
 });
 
+test("map keys written concurrently show their conflict until one write resolves it", () => {
+  const a = new Doc(R1);
+  const b = new Doc(R2);
+  a.mapSet("settings", "theme", "dark");
+  b.mapSet("settings", "theme", "light");
+  syncDocs(a, b);
+  for (const d of [a, b]) {
+    const cs = d.mapConflicts("settings", "theme");
+    assert.deepEqual(
+      cs.map((w) => [w.value, w.replica]).sort(),
+      [["dark", R1], ["light", R2]],
+    );
+    // The shown value is the last of the conflicting writes.
+    assert.equal(d.mapGet("settings", "theme"), cs[cs.length - 1].value);
+  }
+  // A value and a nested map at one key conflict too.
+  const c = new Doc(R3);
+  c.mapSet(["settings", "theme"], "font", "serif");
+  syncDocs(a, c);
+  assert.equal(a.mapConflicts("settings", "theme").length, 3);
+  assert.ok(a.mapConflicts("settings", "theme").some((w) => w.value?.container === "map"));
+  // Writing the key after seeing them resolves the conflict everywhere.
+  a.mapSet("settings", "theme", "sepia");
+  syncDocs(a, b);
+  assert.deepEqual(b.mapConflicts("settings", "theme"), []);
+  assert.equal(b.mapGet("settings", "theme"), "sepia");
+  assert.deepEqual(a.mapConflicts("settings", "nothing"), []);
+});
+
+test("a root name used with two kinds is reported and both stay readable", () => {
+  const a = new Doc(R1);
+  const b = new Doc(R2);
+  a.insertText("notes", 0, "hello");
+  b.counterAdd("notes", 5);
+  assert.deepEqual(a.fieldConflicts(), []);
+  syncDocs(a, b);
+  for (const d of [a, b]) {
+    const fc = d.fieldConflicts();
+    assert.equal(fc.length, 1);
+    assert.equal(fc[0].name, "notes");
+    assert.deepEqual([...fc[0].kinds].sort(), ["counter", "text"]);
+    assert.equal(d.text("notes"), "hello");
+    assert.equal(d.counterValue("notes"), 5);
+  }
+  assert.deepEqual(a.fieldConflicts()[0].kinds, b.fieldConflicts()[0].kinds);
+});
+
 test("everything over two Sessions", () => {
   const a = new Doc(R1);
   const b = new Doc(R2);

@@ -11,8 +11,8 @@ use js_sys::{Array, Function};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{
-    decode_vv, encode_vv, event, from_json, from_map_value, from_value, obj, parse_replica,
-    replica_hex, to_value, write,
+    decode_vv, encode_vv, event, from_json, from_map_value, from_value, kind_name, obj,
+    parse_replica, replica_hex, to_value, write,
 };
 
 /// What a `Doc` and the `UndoManager`s over it share.
@@ -468,6 +468,43 @@ impl Doc {
             m.get(key)
                 .map_or(JsValue::UNDEFINED, |v| from_map_value(&v))
         }))
+    }
+
+    /// The concurrent writes `key` of the map at `path` holds when they put different
+    /// things there: `[{ value, replica, timeMs, lamport }]` ordered by (Lamport,
+    /// replica), the shown one last; `[]` otherwise. Writing the key resolves them.
+    #[wasm_bindgen(js_name = mapConflicts)]
+    pub fn map_conflicts(&self, path: JsValue, key: &str) -> Result<Array, JsError> {
+        let path = path_of(&path)?;
+        Ok(self.read(|d| {
+            let mut m = d.map(&path[0]);
+            for k in &path[1..] {
+                m = m.map(k);
+            }
+            m.conflicts(key)
+                .iter()
+                .map(|w| write(w, from_map_value))
+                .collect()
+        }))
+    }
+
+    /// Root names used with more than one kind (concurrently, or by mistake):
+    /// `[{ name, kinds }]`, the shown kind first. Each kind's field stays readable.
+    #[wasm_bindgen(js_name = fieldConflicts)]
+    pub fn field_conflicts(&self) -> Array {
+        self.read(|d| {
+            d.field_conflicts()
+                .iter()
+                .map(|c| {
+                    let kinds: Array = c
+                        .kinds
+                        .iter()
+                        .map(|k| JsValue::from_str(&kind_name(k)))
+                        .collect();
+                    obj(&[("name", c.name.as_str().into()), ("kinds", kinds.into())])
+                })
+                .collect()
+        })
     }
 
     /// The keys of the map at `path`, in order.

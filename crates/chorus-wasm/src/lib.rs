@@ -36,8 +36,10 @@
 //!   `merged(field, rule)` with rule `"max"`, `"min"` or `"union"`. `nowMs` is the
 //!   caller's clock (`Date.now()`): the engine reads none.
 //! - Maps: `mapSet(path, key, value)`, `mapGet(path, key)`, `mapDelete(path, key)`,
-//!   `mapKeys(path)`; `path` is a root field name or `[field, key, …]` for nested maps
+//!   `mapKeys(path)`, `mapConflicts(path, key)` (the concurrent writes a key holds, as
+//!   for registers); `path` is a root field name or `[field, key, …]` for nested maps
 //!   (created as needed). A nested container reads as `{ container: kind }`.
+//! - `fieldConflicts()`: root names used with more than one kind, `[{ name, kinds }]`.
 //! - Lists: `listInsert(field, pos, values[])`, `listDelete(field, pos, len)`,
 //!   `list(field)`.
 //! - Values are `null`, booleans, numbers (integral ones are stored as integers),
