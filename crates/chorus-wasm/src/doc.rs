@@ -127,6 +127,15 @@ fn in_map<R>(
     }
 }
 
+/// The map at `path` (a root field, then keys of nested maps), for reading.
+fn map_at<'d>(d: &'d chorus_doc::Doc, path: &[String]) -> chorus_doc::MapView<'d> {
+    let mut m = d.map(&path[0]);
+    for k in &path[1..] {
+        m = m.map(k);
+    }
+    m
+}
+
 fn with_map<R>(
     tx: &mut Transaction<'_>,
     path: &[String],
@@ -461,10 +470,7 @@ impl Doc {
     pub fn map_get(&self, path: JsValue, key: &str) -> Result<JsValue, JsError> {
         let path = path_of(&path)?;
         Ok(self.read(|d| {
-            let mut m = d.map(&path[0]);
-            for k in &path[1..] {
-                m = m.map(k);
-            }
+            let m = map_at(d, &path);
             m.get(key)
                 .map_or(JsValue::UNDEFINED, |v| from_map_value(&v))
         }))
@@ -477,10 +483,7 @@ impl Doc {
     pub fn map_conflicts(&self, path: JsValue, key: &str) -> Result<Array, JsError> {
         let path = path_of(&path)?;
         Ok(self.read(|d| {
-            let mut m = d.map(&path[0]);
-            for k in &path[1..] {
-                m = m.map(k);
-            }
+            let m = map_at(d, &path);
             m.conflicts(key)
                 .iter()
                 .map(|w| write(w, from_map_value))
@@ -512,10 +515,7 @@ impl Doc {
     pub fn map_keys(&self, path: JsValue) -> Result<Array, JsError> {
         let path = path_of(&path)?;
         Ok(self.read(|d| {
-            let mut m = d.map(&path[0]);
-            for k in &path[1..] {
-                m = m.map(k);
-            }
+            let m = map_at(d, &path);
             m.keys().map(JsValue::from_str).collect()
         }))
     }
