@@ -6,7 +6,7 @@
 // CHROMIUM_PATH (else /usr/bin/chromium; scripts/ensure-chromium.sh installs it),
 // CHORUS_ARTIFACTS (where screenshots go; else web-demo/test-results), CHORUS_E2E_LOG=1
 // (echo the relay's log and every console message of the pages).
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -54,7 +54,7 @@ function relayBinary() {
  *
  * @returns {Promise<{ url: string, stderr: () => string, stop: () => Promise<void> }>}
  */
-export async function startRelay() {
+export async function startRelay(extraArgs = []) {
   if (!existsSync(path.join(DIST, "index.html"))) {
     throw new Error(`${DIST}/index.html does not exist: run npm run build:web first`);
   }
@@ -62,7 +62,7 @@ export async function startRelay() {
   const dataDir = await mkdtemp(path.join(tmpdir(), "chorus-e2e-"));
   const child = spawn(
     bin,
-    ["relay", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--static-dir", DIST],
+    ["relay", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--static-dir", DIST, ...extraArgs],
     {
       stdio: ["ignore", "ignore", "pipe"],
       env: { CHORUS_LOG: "info", NO_COLOR: "1", ...process.env },
@@ -156,7 +156,7 @@ export function pageErrors(page) {
  * ready. Console errors and uncaught exceptions are echoed to the test log; the
  * exceptions are also kept (`pageErrors`).
  */
-export async function openDemo(context, relayUrl, doc, name) {
+export async function openDemo(context, relayUrl, doc, name, params = {}) {
   const page = await context.newPage();
   const errors = [];
   uncaught.set(page, errors);
@@ -171,7 +171,7 @@ export async function openDemo(context, relayUrl, doc, name) {
       process.stderr.write(`[${name}] console.${msg.type()}: ${msg.text()}${where}\n`);
     }
   });
-  const query = new URLSearchParams({ doc, name });
+  const query = new URLSearchParams({ doc, name, ...params });
   await page.goto(`${relayUrl}/?${query}`);
   try {
     await page.waitForFunction(() => window.chorusDemo?.ready === true, null, {
@@ -357,8 +357,8 @@ export class Scenario {
   }
 
   /** Opens the demo on `doc` as `name`, in `context` or else in a new one. */
-  async open(name, doc, context) {
-    const page = await openDemo(context ?? (await this.newContext()), this.relayUrl, doc, name);
+  async open(name, doc, context, params) {
+    const page = await openDemo(context ?? (await this.newContext()), this.relayUrl, doc, name, params);
     this.pages.push({ name, page });
     return page;
   }
@@ -386,14 +386,14 @@ export class Scenario {
  * One relay and one browser for a test file: started before its first test, stopped
  * after its last. `scenario(t)` starts a test's `Scenario` on them.
  */
-export function relayAndBrowser() {
+export function relayAndBrowser(relayArgs = []) {
   const env = {
     relay: null,
     browser: null,
     scenario: (t) => new Scenario(t, env.browser, env.relay.url),
   };
   before(async () => {
-    env.relay = await startRelay();
+    env.relay = await startRelay(relayArgs);
     env.browser = await launchBrowser();
   });
   after(async () => {
@@ -401,4 +401,12 @@ export function relayAndBrowser() {
     await env.relay?.stop();
   });
   return env;
+}
+
+/** An access token from `chorus token` for a relay started with `--auth-secret secret`. */
+export function mintToken(secret, doc, right) {
+  return execFileSync(relayBinary(), ["token", "--doc", doc, "--right", right, "--ttl", "600"], {
+    env: { ...process.env, CHORUS_AUTH_SECRET: secret },
+    encoding: "utf8",
+  }).trim();
 }

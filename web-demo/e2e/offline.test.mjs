@@ -74,3 +74,44 @@ test("offline edits survive closing the page and sync from IndexedDB", async (t)
   assert.equal(occurrences(text, b), 1, text);
   await Promise.all([waitForSyncState(alice, "saved"), waitForSyncState(bobAgain, "saved")]);
 });
+
+test("two tabs of one browser edit offline, close, and each one's edits return with a tab", async (t) => {
+  const s = env.scenario(t);
+  const doc = freshDoc("tabs");
+  const alice = await s.open("alice", doc);
+  const bobContext = await s.newContext();
+  const tab1 = await s.open("bob", doc, bobContext);
+  const tab2 = await s.open("bob", doc, bobContext);
+  const base = "written while everyone was online\n";
+  await typeIn(alice, "end", base);
+  await Promise.all([waitForText(tab1, base), waitForText(tab2, base)]);
+  // Two tabs of one browser write under two replica ids (the relay binds an id to one
+  // connection).
+  const ids = await Promise.all([tab1, tab2].map((p) => p.evaluate(() => window.chorusDemo.doc.replicaId())));
+  assert.notEqual(ids[0], ids[1]);
+
+  await Promise.all([setOnline(tab1, false), setOnline(tab2, false)]);
+  const one = "from the first tab\n";
+  const two = "from the second tab\n";
+  await typeIn(tab1, "end", one);
+  await typeIn(tab2, "end", two);
+  await Promise.all([waitForStored(tab1), waitForStored(tab2)]);
+  await tab1.close();
+  await tab2.close();
+
+  // One tab comes back: it takes one of the two ids, and sends that id's edits — and is
+  // not refused for the other id's, which stay in this browser.
+  const again1 = await s.open("bob", doc, bobContext);
+  await waitForSyncState(again1, "saved");
+  const first = await waitForConvergence([alice, again1], (t) => t.includes(one) || t.includes(two));
+  assert.equal(occurrences(first, one) + occurrences(first, two), 1, first);
+
+  // A second tab takes the other id and sends the rest.
+  const again2 = await s.open("bob", doc, bobContext);
+  const text = await waitForConvergence([alice, again1, again2], (t) => t.includes(one) && t.includes(two));
+  assert.equal(occurrences(text, one), 1, text);
+  assert.equal(occurrences(text, two), 1, text);
+  assert.equal(occurrences(text, base), 1, text);
+  assert.equal(text.length, base.length + one.length + two.length, JSON.stringify(text));
+  await Promise.all([alice, again1, again2].map((p) => waitForSyncState(p, "saved")));
+});

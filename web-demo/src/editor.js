@@ -108,9 +108,9 @@ function changesOf(diff) {
 /**
  * An editor in `parent` showing text field `field` of `doc`.
  * `onSelection(anchorBytes, headBytes)` receives the local selection as stable cursors
- * (base64) whenever it moves, for presence.
+ * (base64) whenever it moves, for presence. `readOnly`: the text cannot be edited here.
  */
-export function createEditor({ parent, doc, field, undo, onSelection, extensions = [] }) {
+export function createEditor({ parent, doc, field, undo, onSelection, readOnly = false }) {
   let applying = false; // our own transact is running: its event is not ours to show
 
   const undoKeys = keymap.of([
@@ -158,7 +158,8 @@ export function createEditor({ parent, doc, field, undo, onSelection, extensions
         keymap.of(defaultKeymap),
         remoteCursors,
         toDoc,
-        ...extensions,
+        EditorState.readOnly.of(readOnly),
+        EditorView.editable.of(!readOnly),
       ],
     }),
   });

@@ -39,10 +39,21 @@ function fromUrl() {
   if (!name) name = NAMES[crypto.getRandomValues(new Uint32Array(1))[0] % NAMES.length];
   name = name.slice(0, 40);
   const token = url.searchParams.get("token");
+  // The token's right, read from its (unverified) claims only to shape the page: the
+  // relay checks the signature and refuses what the token does not allow.
+  let readOnly = false;
+  if (token) {
+    try {
+      const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      readOnly = claims.right === "read";
+    } catch {
+      // Not a token we can read: the relay will say.
+    }
+  }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   let ws = `${scheme}://${location.host}/ws/${encodeURIComponent(docId)}`;
   if (token) ws += `?token=${encodeURIComponent(token)}`;
-  return { docId, name, color: COLORS[hash(name) % COLORS.length], ws };
+  return { docId, name, color: COLORS[hash(name) % COLORS.length], ws, readOnly };
 }
 
 function describe(status) {
@@ -53,7 +64,8 @@ function describe(status) {
       return `Saving ${status.unsaved} change${status.unsaved === 1 ? "" : "s"}…`;
     case "offline":
       if (status.refused) {
-        return `Refused by the relay (${status.refused.code} ${status.refused.reason}); go online to retry`;
+        const why = status.refused.message ?? `${status.refused.code} ${status.refused.reason}`;
+        return `Refused by the relay (${why}); go online to retry`;
       }
       if (status.unsaved === 0) return "Offline";
       return status.storedLocally
@@ -71,11 +83,12 @@ function describe(status) {
 }
 
 async function main() {
-  const { docId, name, color, ws } = fromUrl();
+  const { docId, name, color, ws, readOnly } = fromUrl();
   document.title = `${docId} — Chorus`;
   $("#doc-id").textContent = docId;
   $("#me").textContent = name;
   $("#me").style.color = color;
+  $("#read-only").hidden = !readOnly;
 
   await init({ module_or_path: new URL("chorus_wasm_bg.wasm", location.href) });
 
@@ -125,6 +138,7 @@ async function main() {
     doc,
     field: TEXT,
     undo,
+    readOnly,
     onSelection(anchor, head) {
       presence = { ...presence, anchor, head };
       schedulePresence();
@@ -235,8 +249,12 @@ async function main() {
   $("#redo").addEventListener("click", () => undo.redo());
   addEventListener("pagehide", () => provider.sendPresence(awareness.clearLocal(Date.now())));
 
+  if (readOnly) {
+    for (const el of document.querySelectorAll("main button, #title")) el.disabled = true;
+  }
+
   // Who writes under our replica id, so conflicts can name their writers.
-  if (doc.mapGet(PEOPLE, doc.replicaId()) !== name) {
+  if (!readOnly && doc.mapGet(PEOPLE, doc.replicaId()) !== name) {
     doc.mapSet(PEOPLE, doc.replicaId(), name);
     undo.clear(); // not something to undo
   }

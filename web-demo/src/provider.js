@@ -46,6 +46,7 @@ export class ChorusProvider extends EventTarget {
     this.retryTimer = null;
     this.lastClose = null; // { code, reason }
     this.refused = null; // the close that stopped reconnecting, if any
+    this.refusalMessage = null; // the relay's last Error frame, if any
     this.ackedSeq = 0; // how many of our ops the relay has stored
     this.queue = []; // frames waiting for IndexedDB: { frame, need, ws }
     this.draining = false;
@@ -162,7 +163,7 @@ export class ChorusProvider extends EventTarget {
         // The relay refused what we sent (a policy, a malformed or a text frame):
         // trying again would be refused again. Going online again retries.
         this.online = false;
-        this.refused = this.lastClose;
+        this.refused = { ...this.lastClose, message: this.refusalMessage ?? null };
       } else if (this.online) {
         this.scheduleReconnect();
       }
@@ -182,6 +183,13 @@ export class ChorusProvider extends EventTarget {
     try {
       r = session.receive(this.doc, frame);
     } catch (e) {
+      if (e.remote) {
+        // The relay refused something and is closing the connection; its close code
+        // decides what follows. Its message says more than the close reason can.
+        console.warn("chorus: the relay refused:", e.message);
+        this.refusalMessage = e.message;
+        return;
+      }
       // The relay broke the protocol (or sent bytes we cannot read): tell it, close,
       // and let the backoff try again; the document is unchanged.
       console.error("chorus: bad frame from the relay:", e);
@@ -202,6 +210,7 @@ export class ChorusProvider extends EventTarget {
       this.connected = true;
       this.attempt = 0;
       this.lastClose = null;
+      this.refusalMessage = null;
       // Our presence, as a frame holding only our own entry (the relay refuses
       // presence for other replicas from a client).
       const state = this.awareness.localState();

@@ -2,13 +2,15 @@
 // closed tab and are sent when a connection returns.
 //
 // Layout (database "chorus"):
-// - "updates": key [docId, timeMs, random] → Uint8Array, an update (an encoded delta
-//   or a full state). A tab appends what changed; loading applies them all and
-//   replaces them with one full state, in one transaction (other tabs' appends wait).
 // - "replicas": key docId → array of replica ids (hex) this browser has written under.
-//   A tab takes one that no other open tab holds (a Web Lock per id), so the ops an
-//   earlier tab made offline under that id go out under the same id, which is the only
-//   id the relay lets the connection author under.
+//   A tab takes one that no other open tab holds (a Web Lock per id) or a new one, so
+//   the ops an earlier tab made offline under an id go out under that same id: the
+//   only id the relay lets a connection author under.
+// - "updates": key [docId, replica, timeMs, random] → Uint8Array, an update (a delta or
+//   a full state): the log of the tab writing under that replica — its own ops and
+//   every op it received. A tab loads only the log of the id it holds, so its document
+//   never holds another id's ops the relay may lack (which the relay would refuse from
+//   this connection); loading replaces the log with one full state, in one transaction.
 //
 // Bytes read back are untrusted like any input: an update that fails to apply is
 // reported and left in place; the document stays as it was.
@@ -48,9 +50,13 @@ function randomHex(bytes) {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-/** Holds the Web Lock `name` for the page's lifetime if no one holds it; whether it got it. */
+/**
+ * Holds the Web Lock `name` for the page's lifetime if no one holds it; whether it got
+ * it. Without Web Locks (an insecure origin) nothing can be held: no id is reused, as two
+ * tabs writing under one id would make different ops with the same ids.
+ */
 function tryLock(name) {
-  if (!navigator.locks) return Promise.resolve(true);
+  if (!navigator.locks) return Promise.resolve(false);
   return new Promise((resolve) => {
     navigator.locks
       .request(name, { ifAvailable: true }, (lock) => {
@@ -71,18 +77,31 @@ export class DocStore {
   constructor(db, docId) {
     this.db = db;
     this.docId = docId;
-    this.range = IDBKeyRange.bound([docId], [docId, []]);
+    this.replica = null; // set by claimReplica
+  }
+
+  /** The keys of the log of the replica this tab holds. */
+  get range() {
+    return IDBKeyRange.bound([this.docId, this.replica], [this.docId, this.replica, []]);
+  }
+
+  newKey() {
+    return [this.docId, this.replica, Date.now(), randomHex(4)];
   }
 
   /**
    * A replica id for this tab: one this browser used before for the document if no
    * other tab holds it, else a new one (recorded before any op is made under it).
+   * Call before `load` and `append`.
    */
   async claimReplica() {
     const tx = this.db.transaction(REPLICAS, "readonly");
     const ids = (await request(tx.objectStore(REPLICAS).get(this.docId))) ?? [];
     for (const id of ids) {
-      if (await tryLock(`chorus:${this.docId}:${id}`)) return id;
+      if (await tryLock(`chorus:${this.docId}:${id}`)) {
+        this.replica = id;
+        return id;
+      }
     }
     const id = randomHex(16);
     await tryLock(`chorus:${this.docId}:${id}`);
@@ -91,11 +110,12 @@ export class DocStore {
     const now = (await request(store.get(this.docId))) ?? [];
     store.put([...now.filter((x) => x !== id), id], this.docId);
     await done(wtx);
+    this.replica = id;
     return id;
   }
 
   /**
-   * Applies every stored update to `doc` and compacts them into one full state.
+   * Applies this replica's stored log to `doc` and compacts it into one full state.
    * Returns `{ updates, failed }`: how many were read, and how many could not be
    * applied (kept, untouched, for a later version to read).
    */
@@ -117,7 +137,7 @@ export class DocStore {
     });
     if (applied.length > 1) {
       for (const k of applied) store.delete(k);
-      store.put(doc.encode(), [this.docId, Date.now(), randomHex(4)]);
+      store.put(doc.encode(), this.newKey());
     }
     await done(tx);
     return { updates: values.length, failed };
@@ -126,7 +146,7 @@ export class DocStore {
   /** Appends an update; resolves once IndexedDB committed it durably. */
   async append(bytes) {
     const tx = this.db.transaction(UPDATES, "readwrite", { durability: "strict" });
-    tx.objectStore(UPDATES).put(bytes, [this.docId, Date.now(), randomHex(4)]);
+    tx.objectStore(UPDATES).put(bytes, this.newKey());
     await done(tx);
   }
 }

@@ -231,7 +231,14 @@ test("a protocol violation throws with the wire code and the Error frame to send
   const frame = wasm.decodeMessage(err.frame);
   assert.equal(frame.type, "error");
   assert.equal(frame.code, 6);
-  assert.throws(() => s.receive(d, new Uint8Array([9, 9])), (e) => e.code === 2);
+  assert.equal(err.remote, false);
+  assert.throws(() => s.receive(d, new Uint8Array([9, 9])), (e) => e.code === 2 && !e.remote);
+  // An Error frame from the peer: its code and message, marked remote.
+  const refusal = wasm.encodeMessage({ type: "error", code: 103, message: "not your replica" });
+  assert.throws(
+    () => new wasm.Session("doc-1").receive(d, refusal),
+    (e) => e.remote === true && e.code === 103 && /not your replica/.test(e.message),
+  );
 });
 
 test("awareness: presence between two replicas", () => {

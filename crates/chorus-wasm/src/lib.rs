@@ -72,7 +72,8 @@
 //! each of `reply`; after local edits send `localChange(doc)` if defined; every second
 //! send `tick(doc)` if defined; `ack(version)` after storing durably; `isLive()`,
 //! `peer()`, `peerAcked()`, `docId()`. A protocol violation throws an `Error` with
-//! `code` and `frame`: send `frame`, then close.
+//! `code` and `frame`: send `frame`, then close. An `Error` frame from the peer throws
+//! with `remote: true` and the peer's code and message: the peer is closing the link.
 //!
 //! **`Awareness`** — presence: `new Awareness(doc.replicaId(), timeoutMs = 30000)`;
 //! `setLocal(state, nowMs)` and `clearLocal(nowMs)` return the frame to send;

@@ -10,8 +10,9 @@ use crate::convert::{
 };
 use crate::doc::Doc;
 
-/// A JS `Error` for a protocol error, with `code` (the wire code) and `frame` (the
-/// `Error` frame to send the peer before closing the link).
+/// A JS `Error` for a protocol error, with `code` (the wire code), `frame` (the
+/// `Error` frame to send the peer before closing the link) and `remote` (true when the
+/// peer sent an `Error` frame: it is closing, nothing is to be sent back).
 fn protocol_error(e: &ProtocolError) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     let _ = Reflect::set(
@@ -20,6 +21,8 @@ fn protocol_error(e: &ProtocolError) -> JsValue {
         &JsValue::from_f64(f64::from(e.code())),
     );
     let _ = Reflect::set(&err, &"frame".into(), &bytes(&Message::error(e).encode()));
+    let remote = matches!(e, ProtocolError::Remote { .. });
+    let _ = Reflect::set(&err, &"remote".into(), &JsValue::from_bool(remote));
     err.into()
 }
 
