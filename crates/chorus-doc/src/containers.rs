@@ -4,7 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::doc::{Body, Doc, ROOT, TextMut, TextView, Transaction};
+use crate::branch::{Body, Branch};
+use crate::doc::{Doc, ROOT, TextMut, TextView, Transaction};
 use crate::encoding::MAX_DEPTH;
 use crate::oplog::Atom;
 use crate::tree::{Lv, Unit};
@@ -40,7 +41,7 @@ pub struct ListMut<'t> {
 /// Read-only access to a counter.
 #[derive(Clone, Copy)]
 pub struct CounterView<'d> {
-    doc: &'d Doc,
+    pub(crate) branch: &'d Branch,
     field: Option<u32>,
 }
 
@@ -48,6 +49,7 @@ pub struct CounterView<'d> {
 #[derive(Clone, Copy)]
 pub struct RegisterView<'d> {
     doc: &'d Doc,
+    pub(crate) branch: &'d Branch,
     field: Option<u32>,
 }
 
@@ -55,6 +57,7 @@ pub struct RegisterView<'d> {
 #[derive(Clone, Copy)]
 pub struct MapView<'d> {
     doc: &'d Doc,
+    pub(crate) branch: &'d Branch,
     field: Option<u32>,
 }
 
@@ -62,6 +65,7 @@ pub struct MapView<'d> {
 #[derive(Clone, Copy)]
 pub struct ListView<'d> {
     doc: &'d Doc,
+    pub(crate) branch: &'d Branch,
     field: Option<u32>,
 }
 
@@ -120,7 +124,7 @@ impl Doc {
     /// Reads the counter `name` (0 if it does not exist).
     pub fn counter(&self, name: &str) -> CounterView<'_> {
         CounterView {
-            doc: self,
+            branch: &self.branch,
             field: self.find_field(ROOT, name, &Kind::Counter),
         }
     }
@@ -129,6 +133,7 @@ impl Doc {
     pub fn register(&self, name: &str, rule: Rule) -> RegisterView<'_> {
         RegisterView {
             doc: self,
+            branch: &self.branch,
             field: self.find_field(ROOT, name, &Kind::Register(rule)),
         }
     }
@@ -137,6 +142,7 @@ impl Doc {
     pub fn map(&self, name: &str) -> MapView<'_> {
         MapView {
             doc: self,
+            branch: &self.branch,
             field: self.find_field(ROOT, name, &Kind::Map),
         }
     }
@@ -145,6 +151,7 @@ impl Doc {
     pub fn list(&self, name: &str) -> ListView<'_> {
         ListView {
             doc: self,
+            branch: &self.branch,
             field: self.find_field(ROOT, name, &Kind::List),
         }
     }
@@ -153,41 +160,13 @@ impl Doc {
     /// one whose first operation has the smallest (Lamport timestamp, replica id).
     /// Every replica that has seen the same operations agrees.
     pub fn root_kind(&self, name: &str) -> Option<Kind> {
-        self.root_kinds(name).into_iter().next()
+        root_kinds(self, &self.branch, name).into_iter().next()
     }
 
     /// Root names used with more than one kind (concurrently, or by mistake). Nothing
     /// is lost: each kind's field stays readable through its typed accessor.
     pub fn field_conflicts(&self) -> Vec<FieldConflict> {
-        let mut names: Vec<&str> = self
-            .fields
-            .iter()
-            .filter(|f| f.parent == ROOT && f.first.is_some())
-            .map(|f| &*f.name)
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
-            .into_iter()
-            .filter_map(|name| {
-                let kinds = self.root_kinds(name);
-                (kinds.len() > 1).then(|| FieldConflict {
-                    name: name.to_owned(),
-                    kinds,
-                })
-            })
-            .collect()
-    }
-
-    fn root_kinds(&self, name: &str) -> Vec<Kind> {
-        let mut found: Vec<_> = self
-            .fields
-            .iter()
-            .filter(|f| f.parent == ROOT && *f.name == *name)
-            .filter_map(|f| Some((f.first?, f.kind.clone())))
-            .collect();
-        found.sort();
-        found.into_iter().map(|(_, k)| k).collect()
+        field_conflicts(self, &self.branch)
     }
 
     /// Adds a merge rule for registers of kind `Rule::Merge(rule.name())`. Writes that
@@ -204,11 +183,11 @@ impl Doc {
             });
         }
         self.rules.insert(name.clone(), rule.clone());
-        for f in &mut self.fields {
+        for (f, body) in self.fields.iter().zip(&mut self.branch.bodies) {
             if f.kind != Kind::Register(Rule::Merge(name.clone())) {
                 continue;
             }
-            if let Body::Merged { value, unmerged } = &mut f.body {
+            if let Body::Merged { value, unmerged } = body {
                 for lv in std::mem::take(unmerged) {
                     if let Some(v) = atom_value(self.log.atom_at(lv)) {
                         let v = rule.canonical(v.clone());
@@ -228,63 +207,7 @@ impl Doc {
     /// registers as their value (`null` when unset). A multi-value register in
     /// conflict shows as `{"conflict": [value, …]}`.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
-        let mut names: Vec<&str> = self
-            .fields
-            .iter()
-            .filter(|f| f.parent == ROOT && f.first.is_some())
-            .map(|f| &*f.name)
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        for name in names {
-            if let Some(kind) = self.root_kind(name) {
-                let f = self.find_field(ROOT, name, &kind);
-                out.insert(name.to_owned(), self.field_json(f, &kind));
-            }
-        }
-        serde_json::Value::Object(out)
-    }
-
-    fn field_json(&self, field: Option<u32>, kind: &Kind) -> serde_json::Value {
-        use serde_json::Value as J;
-        match kind {
-            Kind::Text => J::String(TextView { doc: self, field }.to_string()),
-            Kind::List => J::Array(
-                ListView { doc: self, field }
-                    .iter()
-                    .map(Value::to_json)
-                    .collect(),
-            ),
-            Kind::Counter => J::from(CounterView { doc: self, field }.value()),
-            Kind::Register(rule) => {
-                let r = RegisterView { doc: self, field };
-                let conflicts = r.conflicts();
-                if *rule == Rule::MultiValue && !conflicts.is_empty() {
-                    let vs = conflicts.iter().map(|w| w.value.to_json()).collect();
-                    let mut m = serde_json::Map::new();
-                    m.insert("conflict".into(), J::Array(vs));
-                    J::Object(m)
-                } else {
-                    r.value().map_or(J::Null, |v| v.to_json())
-                }
-            }
-            Kind::Map => {
-                let map = MapView { doc: self, field };
-                let mut m = serde_json::Map::new();
-                for (key, value) in map.iter() {
-                    let j = match value {
-                        MapValue::Value(v) => v.to_json(),
-                        MapValue::Container(k) => {
-                            let child = field.and_then(|f| self.find_field(f, key, &k));
-                            self.field_json(child, &k)
-                        }
-                    };
-                    m.insert(key.to_owned(), j);
-                }
-                J::Object(m)
-            }
-        }
+        json(self, &self.branch)
     }
 
     /// (Lamport timestamp, replica, seq) of op `lv`.
@@ -367,7 +290,7 @@ impl CounterMut<'_> {
     /// A read-only view.
     pub fn view(&self) -> CounterView<'_> {
         CounterView {
-            doc: self.doc,
+            branch: &self.doc.branch,
             field: Some(self.field),
         }
     }
@@ -376,7 +299,7 @@ impl CounterMut<'_> {
 impl CounterView<'_> {
     /// The sum of every add (wrapping on overflow).
     pub fn value(&self) -> i64 {
-        match self.field.map(|f| &self.doc.fields[f as usize].body) {
+        match self.field.map(|f| &self.branch.bodies[f as usize]) {
             Some(Body::Counter(v)) => *v,
             _ => 0,
         }
@@ -394,7 +317,7 @@ impl RegisterMut<'_> {
     /// resolves their conflict. In a merge register it is merged with them.
     pub fn set(&mut self, value: impl Into<Value>, now_ms: u64) -> Result<(), EditError> {
         let doc = &mut *self.doc;
-        let preds: Box<[Lv]> = match &doc.fields[self.field as usize].body {
+        let preds: Box<[Lv]> = match &doc.branch.bodies[self.field as usize] {
             Body::Register(writes) => writes.as_slice().into(),
             _ => Box::new([]),
         };
@@ -425,6 +348,7 @@ impl RegisterMut<'_> {
     pub fn view(&self) -> RegisterView<'_> {
         RegisterView {
             doc: self.doc,
+            branch: &self.doc.branch,
             field: Some(self.field),
         }
     }
@@ -434,6 +358,7 @@ impl<'d> RegisterView<'d> {
     pub(crate) fn at(doc: &'d Doc, field: u32) -> Self {
         RegisterView {
             doc,
+            branch: &doc.branch,
             field: Some(field),
         }
     }
@@ -443,8 +368,7 @@ impl<'d> RegisterView<'d> {
     /// [`conflicts`](Self::conflicts)); for merge registers, the merge of every write
     /// (`None` while the rule is unknown here). `None` if never written.
     pub fn value(&self) -> Option<Value> {
-        let f = &self.doc.fields[self.field? as usize];
-        match &f.body {
+        match &self.branch.bodies[self.field? as usize] {
             Body::Register(_) => self.writes().pop().map(|w| w.value),
             Body::Merged { value, unmerged } => {
                 if unmerged.is_empty() {
@@ -463,7 +387,7 @@ impl<'d> RegisterView<'d> {
         let Some(f) = self.field else {
             return Vec::new();
         };
-        let Body::Register(lvs) = &self.doc.fields[f as usize].body else {
+        let Body::Register(lvs) = &self.branch.bodies[f as usize] else {
             return Vec::new();
         };
         // (full clock stamp, write) of the held writes that have a value; a held
@@ -498,7 +422,7 @@ impl<'d> RegisterView<'d> {
 
 impl<'t> MapMut<'t> {
     fn writes_of(&self, key: &str) -> Box<[Lv]> {
-        match &self.doc.fields[self.field as usize].body {
+        match &self.doc.branch.bodies[self.field as usize] {
             Body::Map(keys) => keys.get(key).map_or(Box::new([]), |w| w.as_slice().into()),
             _ => Box::new([]),
         }
@@ -601,6 +525,7 @@ impl<'t> MapMut<'t> {
     pub fn view(&self) -> MapView<'_> {
         MapView {
             doc: self.doc,
+            branch: &self.doc.branch,
             field: Some(self.field),
         }
     }
@@ -610,12 +535,13 @@ impl<'d> MapView<'d> {
     pub(crate) fn at(doc: &'d Doc, field: u32) -> Self {
         MapView {
             doc,
+            branch: &doc.branch,
             field: Some(field),
         }
     }
 
     fn keys_body(&self) -> Option<&'d std::collections::BTreeMap<Arc<str>, Vec<Lv>>> {
-        match &self.doc.fields[self.field? as usize].body {
+        match &self.branch.bodies[self.field? as usize] {
             Body::Map(keys) => Some(keys),
             _ => None,
         }
@@ -690,6 +616,7 @@ impl<'d> MapView<'d> {
     pub fn text(&self, key: &str) -> TextView<'d> {
         TextView {
             doc: self.doc,
+            branch: self.branch,
             field: self.child(key, &Kind::Text),
         }
     }
@@ -698,6 +625,7 @@ impl<'d> MapView<'d> {
     pub fn list(&self, key: &str) -> ListView<'d> {
         ListView {
             doc: self.doc,
+            branch: self.branch,
             field: self.child(key, &Kind::List),
         }
     }
@@ -706,6 +634,7 @@ impl<'d> MapView<'d> {
     pub fn map(&self, key: &str) -> MapView<'d> {
         MapView {
             doc: self.doc,
+            branch: self.branch,
             field: self.child(key, &Kind::Map),
         }
     }
@@ -713,7 +642,7 @@ impl<'d> MapView<'d> {
     /// The counter under `key`.
     pub fn counter(&self, key: &str) -> CounterView<'d> {
         CounterView {
-            doc: self.doc,
+            branch: self.branch,
             field: self.child(key, &Kind::Counter),
         }
     }
@@ -722,6 +651,7 @@ impl<'d> MapView<'d> {
     pub fn register(&self, key: &str, rule: Rule) -> RegisterView<'d> {
         RegisterView {
             doc: self.doc,
+            branch: self.branch,
             field: self.child(key, &Kind::Register(rule)),
         }
     }
@@ -771,6 +701,7 @@ impl ListMut<'_> {
     pub fn view(&self) -> ListView<'_> {
         ListView {
             doc: self.doc,
+            branch: &self.doc.branch,
             field: Some(self.field),
         }
     }
@@ -779,9 +710,8 @@ impl ListMut<'_> {
 impl<'d> ListView<'d> {
     /// The number of elements.
     pub fn len(&self) -> usize {
-        self.field.map_or(0, |f| {
-            self.doc.fields[f as usize].seq().total().chars as usize
-        })
+        self.field
+            .map_or(0, |f| self.branch.seq(f).total().chars as usize)
     }
 
     /// Whether the list is empty.
@@ -791,7 +721,7 @@ impl<'d> ListView<'d> {
 
     /// The element at `pos`.
     pub fn get(&self, pos: usize) -> Option<&'d Value> {
-        let tree = self.doc.fields[self.field? as usize].seq();
+        let tree = self.branch.seq(self.field?);
         let (cur, _) = tree
             .find_visible(u32::try_from(pos).ok()?, Unit::Char, &self.doc.content)
             .ok()??;
@@ -801,10 +731,10 @@ impl<'d> ListView<'d> {
 
     /// The elements, in order.
     pub fn iter(&self) -> impl Iterator<Item = &'d Value> + 'd {
-        let doc = self.doc;
+        let (doc, branch) = (self.doc, self.branch);
         self.field.into_iter().flat_map(move |f| {
-            doc.fields[f as usize]
-                .seq()
+            branch
+                .seq(f)
                 .runs()
                 .filter(|r| !r.deleted())
                 .flat_map(move |r| {
@@ -869,5 +799,101 @@ impl fmt::Debug for ListMut<'_> {
 impl fmt::Debug for ListView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+// ------------------------------------------------------------------ whole documents
+
+/// The kinds root name `name` has operations in, in `branch`, the shown one first.
+pub(crate) fn root_kinds(doc: &Doc, branch: &Branch, name: &str) -> Vec<Kind> {
+    let mut found: Vec<_> = doc
+        .fields
+        .iter()
+        .zip(&branch.first)
+        .filter(|(f, _)| f.parent == ROOT && *f.name == *name)
+        .filter_map(|(f, first)| Some(((*first)?, f.kind.clone())))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, k)| k).collect()
+}
+
+/// The root names with operations in `branch`, sorted, once each.
+fn root_names<'d>(doc: &'d Doc, branch: &Branch) -> Vec<&'d str> {
+    let mut names: Vec<&str> = doc
+        .fields
+        .iter()
+        .zip(&branch.first)
+        .filter(|(f, first)| f.parent == ROOT && first.is_some())
+        .map(|(f, _)| &*f.name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Root names used with more than one kind in `branch`.
+pub(crate) fn field_conflicts(doc: &Doc, branch: &Branch) -> Vec<FieldConflict> {
+    root_names(doc, branch)
+        .into_iter()
+        .filter_map(|name| {
+            let kinds = root_kinds(doc, branch, name);
+            (kinds.len() > 1).then(|| FieldConflict {
+                name: name.to_owned(),
+                kinds,
+            })
+        })
+        .collect()
+}
+
+/// `branch` as JSON: each root name under the kind it shows.
+pub(crate) fn json(doc: &Doc, branch: &Branch) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for name in root_names(doc, branch) {
+        if let Some(kind) = root_kinds(doc, branch, name).into_iter().next() {
+            let f = doc.find_field(ROOT, name, &kind);
+            out.insert(name.to_owned(), field_json(doc, branch, f, &kind));
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+fn field_json(doc: &Doc, branch: &Branch, field: Option<u32>, kind: &Kind) -> serde_json::Value {
+    use serde_json::Value as J;
+    match kind {
+        Kind::Text => J::String(TextView { doc, branch, field }.to_string()),
+        Kind::List => J::Array(
+            ListView { doc, branch, field }
+                .iter()
+                .map(Value::to_json)
+                .collect(),
+        ),
+        Kind::Counter => J::from(CounterView { branch, field }.value()),
+        Kind::Register(rule) => {
+            let r = RegisterView { doc, branch, field };
+            let conflicts = r.conflicts();
+            if *rule == Rule::MultiValue && !conflicts.is_empty() {
+                let vs = conflicts.iter().map(|w| w.value.to_json()).collect();
+                let mut m = serde_json::Map::new();
+                m.insert("conflict".into(), J::Array(vs));
+                J::Object(m)
+            } else {
+                r.value().map_or(J::Null, |v| v.to_json())
+            }
+        }
+        Kind::Map => {
+            let map = MapView { doc, branch, field };
+            let mut m = serde_json::Map::new();
+            for (key, value) in map.iter() {
+                let j = match value {
+                    MapValue::Value(v) => v.to_json(),
+                    MapValue::Container(k) => {
+                        let child = field.and_then(|f| doc.find_field(f, key, &k));
+                        field_json(doc, branch, child, &k)
+                    }
+                };
+                m.insert(key.to_owned(), j);
+            }
+            J::Object(m)
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! including deletion of the anchored character: deleted characters keep their place
 //! in the sequence (as tombstones), so the cursor stays where the character was.
 
-use crate::doc::Body;
+use crate::branch::Body;
 use crate::tree::{Cur, Lv};
 use crate::{DecodeError, EditError, OpId, ReplicaId, TextView};
 
@@ -114,7 +114,7 @@ impl TextView<'_> {
         };
         let anchor = match (anchor_pos, self.field) {
             (Some(p), Some(f)) => {
-                let tree = self.doc.fields[f as usize].seq();
+                let tree = self.branch.seq(f);
                 let (cur, _) = tree
                     .find_visible(p as u32, crate::tree::Unit::Char, &self.doc.content)?
                     .expect("position was checked");
@@ -149,18 +149,18 @@ impl TextView<'_> {
                 Assoc::Before => crate::tree::Counts::default(),
                 Assoc::After => self
                     .field
-                    .map(|f| self.doc.fields[f as usize].seq().total())
+                    .map(|f| self.branch.seq(f).total())
                     .unwrap_or_default(),
             });
         };
         let f = self.field?;
         let agent = self.doc.log.find(&id.replica)?;
         let lv: Lv = self.doc.log.lv_of(agent, id.seq)?;
-        let Body::Seq(tree) = &self.doc.fields[f as usize].body else {
+        let Body::Seq(tree) = &self.branch.bodies[f as usize] else {
             return None;
         };
-        let cur: Cur = if self.doc.index.is_on() {
-            let leaf = self.doc.index.get(lv)?;
+        let cur: Cur = if self.branch.index.is_on() {
+            let leaf = self.branch.index.get(lv)?;
             let e = &self.doc.log.entries[self.doc.log.entry_index(lv)];
             if e.field != f {
                 return None;

@@ -1,19 +1,20 @@
 //! The document: fields, transactions, sync entry points.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::branch::{Body, Branch, apply_atom_to};
 use crate::encoding::{self, Content, ContentRef, OpRef, RunRef, WireOp, WireRun};
 use crate::events::{Observers, Recorder};
 use crate::ids::ReplicaIndex;
 use crate::merge::MergeRule;
 use crate::oplog::{Atom, Entry, Op, OpLog};
-use crate::tree::{Cur, Lv, LvIndex, NONE, Run, Tree, Unit};
+use crate::tree::{Cur, Lv, NONE, Run, Tree, Unit};
 use crate::types::FieldKey;
 use crate::{
-    CheckError, DecodeError, EditError, Kind, MapValue, OpId, ReplicaId, Rule, Value, VersionVector,
+    CheckError, DecodeError, EditError, Kind, MapValue, OpId, ReplicaId, Value, VersionVector,
 };
 
 /// The most operations a document may hold (LVs are `u32`, one value is reserved).
@@ -39,12 +40,9 @@ pub struct Doc {
     pub(crate) hlc: u64,
     /// Merge rules by name: the built-ins and those added by the application.
     pub(crate) rules: HashMap<Arc<str>, Arc<dyn MergeRule>>,
-    /// For every LV that is an insert: the leaf of its field's tree holding it (built
-    /// on first need).
-    pub(crate) index: LvIndex,
+    /// The field states at the current version.
+    pub(crate) branch: Branch,
     pub(crate) fields: Vec<Field>,
-    /// Delete ops that undeletes undid (by LV), with how many undeletes name each.
-    undone: HashMap<Lv, u32>,
     /// Field indexes by name (any parent, any kind).
     field_index: HashMap<(u32, u64), Vec<u32>>,
     pending: Vec<WireRun>,
@@ -70,61 +68,9 @@ pub(crate) struct Field {
     pub kind: Kind,
     /// The field's identity in updates.
     pub key: Arc<FieldKey>,
-    pub body: Body,
-    /// The smallest (Lamport timestamp, replica) of the field's ops: which of several
-    /// root fields of one name was created first.
-    pub first: Option<(u64, ReplicaId)>,
-}
-
-/// A field's state, derived from the log.
-#[derive(Clone, Debug)]
-pub(crate) enum Body {
-    /// Text and lists: the run tree.
-    Seq(Tree),
-    /// The wrapping sum of every add.
-    Counter(i64),
-    /// Last-writer-wins and multi-value registers: the writes not superseded.
-    Register(Vec<Lv>),
-    /// Merge registers: the merge of every write so far, and writes not merged yet
-    /// because the rule is not known here.
-    Merged {
-        value: Option<Value>,
-        unmerged: Vec<Lv>,
-    },
-    /// Maps: per key, the writes not superseded (deletes leave none).
-    Map(BTreeMap<Arc<str>, Vec<Lv>>),
-}
-
-impl Body {
-    fn new(kind: &Kind) -> Body {
-        match kind {
-            Kind::Text | Kind::List => Body::Seq(Tree::new()),
-            Kind::Counter => Body::Counter(0),
-            Kind::Register(Rule::Merge(_)) => Body::Merged {
-                value: None,
-                unmerged: Vec::new(),
-            },
-            Kind::Register(_) => Body::Register(Vec::new()),
-            Kind::Map => Body::Map(BTreeMap::new()),
-        }
-    }
 }
 
 impl Field {
-    pub fn seq(&self) -> &Tree {
-        match &self.body {
-            Body::Seq(t) => t,
-            _ => unreachable!("only text and list fields have a run tree"),
-        }
-    }
-
-    pub fn seq_mut(&mut self) -> &mut Tree {
-        match &mut self.body {
-            Body::Seq(t) => t,
-            _ => unreachable!("only text and list fields have a run tree"),
-        }
-    }
-
     fn is(&self, parent: u32, name: &str, kind: &Kind) -> bool {
         self.parent == parent && *self.name == *name && self.kind == *kind
     }
@@ -182,6 +128,7 @@ pub struct TextMut<'t> {
 #[derive(Clone, Copy)]
 pub struct TextView<'d> {
     pub(crate) doc: &'d Doc,
+    pub(crate) branch: &'d Branch,
     pub(crate) field: Option<u32>,
 }
 
@@ -217,9 +164,8 @@ impl Doc {
             elems: Vec::new(),
             hlc: 0,
             rules: builtin_rules(),
-            index: LvIndex::default(),
+            branch: Branch::default(),
             fields: Vec::new(),
-            undone: HashMap::new(),
             field_index: HashMap::new(),
             pending: Vec::new(),
             pending_keys: HashSet::new(),
@@ -257,9 +203,9 @@ impl Doc {
                     self.log.entries.reserve(runs);
                     self.content.reserve(text);
                     // Every inserted char takes an LV; deletes take more.
-                    self.index.reserve(text + text / 2);
+                    self.branch.index.reserve(text + text / 2);
                     let f = self.field_of_key(run.field);
-                    if let Body::Seq(t) = &mut self.fields[f as usize].body {
+                    if let Body::Seq(t) = &mut self.branch.bodies[f as usize] {
                         t.reserve(runs);
                     }
                 }
@@ -331,6 +277,7 @@ impl Doc {
     pub fn text(&self, name: &str) -> TextView<'_> {
         TextView {
             doc: self,
+            branch: &self.branch,
             field: self.find_field(ROOT, name, &Kind::Text),
         }
     }
@@ -463,10 +410,10 @@ impl Doc {
             {
                 return err(format!("field {} has a bad parent", f.name));
             }
-            let Body::Seq(tree) = &f.body else {
+            let Body::Seq(tree) = &self.branch.bodies[fi] else {
                 continue;
             };
-            tree.check(&self.index).map_err(CheckError)?;
+            tree.check(&self.branch.index).map_err(CheckError)?;
             let mut chars = 0u32;
             for r in tree.runs() {
                 chars += if r.deleted() { 0 } else { r.len };
@@ -500,7 +447,7 @@ impl Doc {
                 }
             }
         }
-        if undone != self.undone {
+        if undone != self.branch.undone {
             return err("the undone-deletes table disagrees with the log".into());
         }
         let mut dels: HashMap<Lv, u32> = HashMap::new();
@@ -513,8 +460,8 @@ impl Doc {
                 }
             }
         }
-        for f in &self.fields {
-            if let Body::Seq(tree) = &f.body {
+        for body in &self.branch.bodies {
+            if let Body::Seq(tree) = body {
                 for r in tree.runs() {
                     for lv in r.lv..r.lv + r.len {
                         if dels.get(&lv).copied().unwrap_or(0) != r.dels {
@@ -528,8 +475,8 @@ impl Doc {
         let mut replay: Vec<Body> = self
             .fields
             .iter()
-            .map(|f| match f.body {
-                Body::Seq(_) => Body::Counter(0),
+            .map(|f| match f.kind {
+                Kind::Text | Kind::List => Body::Counter(0),
                 _ => Body::new(&f.kind),
             })
             .collect();
@@ -549,8 +496,8 @@ impl Doc {
                 );
             }
         }
-        for (a, b) in self.fields.iter().zip(&replay) {
-            let same = match (&a.body, b) {
+        for ((a, body), b) in self.fields.iter().zip(&self.branch.bodies).zip(&replay) {
+            let same = match (body, b) {
                 (Body::Seq(_), _) => true,
                 (Body::Counter(x), Body::Counter(y)) => x == y,
                 (Body::Register(x), Body::Register(y)) => x == y,
@@ -595,13 +542,14 @@ impl Doc {
 
     /// Builds the LV index if it is not built yet.
     pub(crate) fn ensure_index(&mut self) {
-        if self.index.is_on() {
+        if self.branch.index.is_on() {
             return;
         }
-        self.index.start(self.log.next_lv() as usize);
-        for f in &self.fields {
-            if let Body::Seq(t) = &f.body {
-                t.fill_index(&mut self.index);
+        self.branch.index.start(self.log.next_lv() as usize);
+        let Branch { bodies, index, .. } = &mut self.branch;
+        for body in bodies.iter() {
+            if let Body::Seq(t) = body {
+                t.fill_index(index);
             }
         }
     }
@@ -666,13 +614,13 @@ impl Doc {
             kind: kind.clone(),
         });
         let f = self.fields.len() as u32;
+        self.branch.bodies.push(Body::new(&kind));
+        self.branch.first.push(None);
         self.fields.push(Field {
             parent,
             name: name.clone(),
-            body: Body::new(&kind),
             kind,
             key,
-            first: None,
         });
         self.field_index
             .entry((parent, name_hash(&name)))
@@ -725,7 +673,7 @@ impl Doc {
 
     /// Records that field `f` has an op stamped (`lamport`, `replica`).
     fn touch(&mut self, f: u32, lamport: u64, replica: ReplicaId) {
-        let first = &mut self.fields[f as usize].first;
+        let first = &mut self.branch.first[f as usize];
         if first.is_none_or(|x| (lamport, replica) < x) {
             *first = Some((lamport, replica));
         }
@@ -737,7 +685,7 @@ impl Doc {
     }
 
     fn local_insert(&mut self, field: u32, pos: usize, text: &str) -> Result<(), EditError> {
-        let len = self.fields[field as usize].seq().total().chars as usize;
+        let len = self.branch.seq(field).total().chars as usize;
         if pos > len {
             return Err(EditError::OutOfRange { pos, len });
         }
@@ -764,7 +712,7 @@ impl Doc {
         pos: usize,
         values: Vec<Value>,
     ) -> Result<(), EditError> {
-        let len = self.fields[field as usize].seq().total().chars as usize;
+        let len = self.branch.seq(field).total().chars as usize;
         if pos > len {
             return Err(EditError::OutOfRange { pos, len });
         }
@@ -797,7 +745,7 @@ impl Doc {
         byte_len: u32,
         utf16_len: u32,
     ) {
-        let tree = self.fields[field as usize].seq_mut();
+        let tree = self.branch.seq_mut(field);
         let (cur, origin_right) = match tree.find_char(pos as u32) {
             Some((cur, _)) => (cur, tree.item_at(cur)),
             None => (tree.end(), NONE),
@@ -813,9 +761,7 @@ impl Doc {
             utf16_len,
             dels: 0,
         };
-        self.fields[field as usize]
-            .seq_mut()
-            .insert(cur, run, &self.content, &mut self.index);
+        self.branch.insert(field, cur, run, &self.content);
         self.push_local(
             field,
             Op::Insert {
@@ -833,7 +779,7 @@ impl Doc {
         let me = self.me;
         let seq = self.log.agents[me as usize].next_seq();
         let lamport = self.log.max_lamport + 1;
-        if self.fields[field as usize].first.is_none() {
+        if self.branch.first[field as usize].is_none() {
             self.touch(field, lamport, self.replica);
         }
         self.log.push(me, seq, lamport, field, op, len);
@@ -866,10 +812,9 @@ impl Doc {
             let atom = self.log.atoms[idx as usize].clone();
             self.record_atom(field, &atom);
         }
-        let f = &mut self.fields[field as usize];
         apply_atom_to(
-            &mut f.body,
-            &f.kind,
+            &mut self.branch.bodies[field as usize],
+            &self.fields[field as usize].kind,
             &self.rules,
             &self.log.atoms[idx as usize],
             lv,
@@ -882,7 +827,7 @@ impl Doc {
         pos: usize,
         len: usize,
     ) -> Result<(), EditError> {
-        let total = self.fields[field as usize].seq().total().chars as usize;
+        let total = self.branch.seq(field).total().chars as usize;
         match pos.checked_add(len) {
             Some(end) if end <= total => {}
             _ => {
@@ -897,12 +842,12 @@ impl Doc {
         }
         let mut remaining = len as u32;
         while remaining > 0 {
-            let tree = self.fields[field as usize].seq_mut();
+            let (tree, index) = self.branch.seq_and_index(field);
             let (cur, _) = tree.find_char(pos as u32).expect("range was checked");
             let r = *tree.run(cur.leaf, cur.idx);
             let take = remaining.min(r.len - cur.off);
             let target = r.lv + cur.off;
-            tree.add_dels_at(cur, take, true, &self.content, &mut self.index);
+            tree.add_dels_at(cur, take, true, &self.content, index);
             self.record_touched(field, target, take, true);
             self.push_local(
                 field,
@@ -925,7 +870,7 @@ impl Doc {
                 Err(EditError::OutOfRange { pos, len: 0 })
             };
         };
-        let tree = self.fields[f as usize].seq();
+        let tree = self.branch.seq(f);
         let total = tree.total();
         if pos > total.utf16 as usize {
             return Err(EditError::OutOfRange {
@@ -948,7 +893,7 @@ impl Doc {
     /// origin towards the right origin and place the run before the first item whose
     /// left origin lies further left, or that ties with it and sorts after it.
     fn integrate_insert(&mut self, field: u32, run: Run, replica: ReplicaId) {
-        let tree = self.fields[field as usize].seq();
+        let tree = self.branch.seq(field);
         let (ol, or) = (run.origin_left, run.origin_right);
         let start = if ol == NONE {
             tree.normalize(Cur {
@@ -957,7 +902,7 @@ impl Doc {
                 off: 0,
             })
         } else {
-            tree.normalize(tree.after(ol, self.index.leaf(ol)))
+            tree.normalize(tree.after(ol, self.branch.index.leaf(ol)))
         };
         // Nothing concurrent between the origins: the common case.
         let dest = if tree.item_at(start) == or {
@@ -965,17 +910,15 @@ impl Doc {
         } else {
             self.scan_fugue(field, &run, replica, start)
         };
-        self.fields[field as usize]
-            .seq_mut()
-            .insert(dest, run, &self.content, &mut self.index);
+        self.branch.insert(field, dest, run, &self.content);
     }
 
     fn raw_pos_of(&self, tree: &Tree, lv: Lv) -> i64 {
-        i64::from(tree.raw_pos(tree.locate(lv, self.index.leaf(lv))))
+        i64::from(tree.raw_pos(tree.locate(lv, self.branch.index.leaf(lv))))
     }
 
     fn scan_fugue(&self, field: u32, run: &Run, replica: ReplicaId, start: Cur) -> Cur {
-        let tree = self.fields[field as usize].seq();
+        let tree = self.branch.seq(field);
         let total = i64::from(tree.total().raw);
         let left = if run.origin_left == NONE {
             -1
@@ -1105,12 +1048,12 @@ impl Doc {
                     // Only delete ops not undone already.
                     let mut d = lo;
                     while d < lo + len {
-                        if self.undone.contains_key(&d) {
+                        if self.branch.undone.contains_key(&d) {
                             d += 1;
                             continue;
                         }
                         let mut n = 1;
-                        while d + n < lo + len && !self.undone.contains_key(&(d + n)) {
+                        while d + n < lo + len && !self.branch.undone.contains_key(&(d + n)) {
                             n += 1;
                         }
                         self.local_undelete(e.field, d, n)?;
@@ -1150,12 +1093,11 @@ impl Doc {
     /// The op that undoes atom op `lv` of `field`, if it is still in effect, restoring
     /// what op `first` (the same key's first write in the step) superseded.
     fn inverse_atom(&self, field: u32, lv: Lv, first: Lv) -> Option<Atom> {
-        let f = &self.fields[field as usize];
         let preds = match self.log.atom_at(first) {
             Atom::Set { preds, .. } => &preds[..],
             Atom::Add(_) => &[],
         };
-        match (self.log.atom_at(lv), &f.body) {
+        match (self.log.atom_at(lv), &self.branch.bodies[field as usize]) {
             (Atom::Add(d), _) => Some(Atom::Add(d.wrapping_neg())),
             (Atom::Set { .. }, Body::Register(writes)) => {
                 if !self.all_mine(writes) {
@@ -1250,15 +1192,15 @@ impl Doc {
         let mut lv = lo;
         while lv <= hi {
             if self.recorder.is_some() {
-                let tree = self.fields[field as usize].seq();
-                let cur = tree.locate(lv, self.index.leaf(lv));
+                let tree = self.branch.seq(field);
+                let cur = tree.locate(lv, self.branch.index.leaf(lv));
                 let r = tree.run(cur.leaf, cur.idx);
                 let n = (r.len - cur.off).min(hi - lv + 1);
                 let visible = !r.deleted();
                 self.record_touched(field, lv, n, visible);
             }
-            let tree = self.fields[field as usize].seq_mut();
-            let done = tree.add_dels(lv, hi - lv + 1, up, &self.content, &mut self.index);
+            let (tree, index) = self.branch.seq_and_index(field);
+            let done = tree.add_dels(lv, hi - lv + 1, up, &self.content, index);
             lv += done;
         }
     }
@@ -1276,7 +1218,7 @@ impl Doc {
     /// delete op is undone once, however many undeletes name it.
     fn undelete(&mut self, field: u32, target: Lv, len: u32) {
         for d in target..target + len {
-            let n = self.undone.entry(d).or_insert(0);
+            let n = self.branch.undone.entry(d).or_insert(0);
             *n += 1;
             if *n == 1 {
                 let e = self.log.entries[self.log.entry_index(d)];
@@ -1517,7 +1459,7 @@ impl Doc {
         let Some((lv, span_left)) = self.applied_span(id) else {
             return Self::planned_run(plan, id, code, max);
         };
-        if self.index.is_on() && self.fields.len() == 1 {
+        if self.branch.index.is_on() && self.fields.len() == 1 {
             // One field: the index tells inserts (which have a leaf) from deletes
             // without searching the log.
             if code != 0 {
@@ -1525,7 +1467,7 @@ impl Doc {
             }
             let limit = span_left.min(max);
             let mut n = 0;
-            while n < limit && self.index.get(lv + n as u32).is_some() {
+            while n < limit && self.branch.index.get(lv + n as u32).is_some() {
                 n += 1;
             }
             return Some(n);
@@ -1804,12 +1746,12 @@ impl Doc {
         if !plan.order.is_empty() {
             self.ensure_index();
         }
-        self.index.reserve(new_ops);
+        self.branch.index.reserve(new_ops);
         self.log.entries.reserve(plan.order.len());
         // Room for the runs the update may add, so leaves are not moved as they grow.
         if let Some(&i) = plan.order.first() {
             let f = self.field_of_key(&run_at(i).field);
-            if let Body::Seq(t) = &mut self.fields[f as usize].body {
+            if let Body::Seq(t) = &mut self.branch.bodies[f as usize] {
                 t.reserve(plan.order.len());
             }
         }
@@ -2057,6 +1999,8 @@ impl Doc {
             }
         }
         self.fields.truncate(from);
+        self.branch.bodies.truncate(from);
+        self.branch.first.truncate(from);
         if self.last_field as usize >= from {
             self.last_field = 0;
         }
@@ -2076,12 +2020,12 @@ impl Doc {
         self.log.atoms.truncate(t.atoms);
         self.hlc = t.hlc;
         self.drop_fields(t.fields);
-        self.index.start(lv as usize);
-        for f in &mut self.fields {
-            f.body = Body::new(&f.kind);
-            f.first = None;
+        self.branch.index.start(lv as usize);
+        for (f, body) in self.fields.iter().zip(&mut self.branch.bodies) {
+            *body = Body::new(&f.kind);
         }
-        self.undone.clear();
+        self.branch.first.fill(None);
+        self.branch.undone.clear();
         // The log stays in place: integrating reads it (replica ids for ties).
         for i in 0..self.log.entries.len() {
             let e = self.log.entries[i];
@@ -2384,6 +2328,7 @@ impl TextMut<'_> {
     pub fn view(&self) -> TextView<'_> {
         TextView {
             doc: self.doc,
+            branch: &self.doc.branch,
             field: Some(self.field),
         }
     }
@@ -2399,7 +2344,7 @@ impl fmt::Debug for TextMut<'_> {
 
 impl<'d> TextView<'d> {
     fn tree(&self) -> Option<&'d Tree> {
-        self.field.map(|f| self.doc.fields[f as usize].seq())
+        self.field.map(|f| self.branch.seq(f))
     }
 
     /// Length in chars (Unicode scalar values).
@@ -2508,64 +2453,6 @@ impl fmt::Display for TextView<'_> {
 impl fmt::Debug for TextView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("TextView").field(&self.to_string()).finish()
-    }
-}
-
-/// Updates a counter, register or map state with `atom`, applied as op `lv`.
-fn apply_atom_to(
-    body: &mut Body,
-    kind: &Kind,
-    rules: &HashMap<Arc<str>, Arc<dyn MergeRule>>,
-    atom: &Atom,
-    lv: Lv,
-) {
-    match (body, atom) {
-        (Body::Counter(v), Atom::Add(d)) => *v = v.wrapping_add(*d),
-        (Body::Register(writes), Atom::Set { preds, .. }) => {
-            writes.retain(|w| !preds.contains(w));
-            writes.push(lv);
-        }
-        (
-            Body::Merged { value, unmerged },
-            Atom::Set {
-                value: Some(MapValue::Value(v)),
-                ..
-            },
-        ) => {
-            let rule = match kind {
-                Kind::Register(Rule::Merge(name)) => rules.get(name),
-                _ => None,
-            };
-            match rule {
-                Some(rule) => {
-                    let v = rule.canonical(v.clone());
-                    *value = Some(match value.take() {
-                        None => v,
-                        Some(old) => rule.merge(&old, &v),
-                    });
-                }
-                None => unmerged.push(lv),
-            }
-        }
-        (
-            Body::Map(keys),
-            Atom::Set {
-                key: Some(key),
-                value,
-                preds,
-                ..
-            },
-        ) => {
-            let writes = keys.entry(key.clone()).or_default();
-            writes.retain(|w| !preds.contains(w));
-            if value.is_some() {
-                writes.push(lv);
-            }
-            if writes.is_empty() {
-                keys.remove(key);
-            }
-        }
-        _ => unreachable!("decoding and the API only make ops that fit their field"),
     }
 }
 

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::branch::Body;
 use crate::containers::{MapView, RegisterView};
-use crate::doc::{Body, Doc, ROOT};
+use crate::doc::{Doc, ROOT};
 use crate::oplog::{Atom, Op};
 use crate::tree::{Cur, Lv};
 use crate::{Kind, MapValue, ReplicaId, Value, Write};
@@ -249,7 +250,7 @@ impl Doc {
         if !needed {
             return;
         }
-        let state = match &self.fields[field as usize].body {
+        let state = match &self.branch.bodies[field as usize] {
             Body::Counter(v) => Before::Counter(*v),
             Body::Register(_) | Body::Merged { .. } => {
                 let r = RegisterView::at(self, field);
@@ -386,11 +387,11 @@ impl Doc {
     /// Adds the marks for items `lv..lv + len` of `field`: the stretches now visible
     /// (`inserted`: inserted or revealed) or now hidden (`!inserted`).
     fn marks(&self, field: u32, lv: Lv, len: u32, inserted: bool, out: &mut Vec<Mark>) {
-        let tree = self.fields[field as usize].seq();
+        let tree = self.branch.seq(field);
         let mut lv = lv;
         let end = lv + len;
         while lv < end {
-            let cur = tree.locate(lv, self.index.leaf(lv));
+            let cur = tree.locate(lv, self.branch.index.leaf(lv));
             let r = tree.run(cur.leaf, cur.idx);
             let n = (r.len - cur.off).min(end - lv);
             if r.deleted() != inserted {
@@ -412,7 +413,7 @@ impl Doc {
         }
         marks.sort_unstable_by_key(|m| m.raw);
         let f = &self.fields[field as usize];
-        let tree = f.seq();
+        let tree = self.branch.seq(field);
         let is_list = f.kind == Kind::List;
         let count = |c: crate::tree::Counts| match unit {
             TextUnit::Utf16 if !is_list => c.utf16 as usize,
@@ -474,7 +475,7 @@ impl Doc {
     }
 
     fn atom_diff(&self, field: u32, before: &Before) -> Option<Diff> {
-        match (before, &self.fields[field as usize].body) {
+        match (before, &self.branch.bodies[field as usize]) {
             (Before::Counter(old), Body::Counter(now)) => (old != now).then(|| Diff::Counter {
                 delta: now.wrapping_sub(*old),
                 value: *now,

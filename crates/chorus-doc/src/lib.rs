@@ -35,6 +35,7 @@
 //! forwards or backwards. Positions count Unicode scalar values by default;
 //! `*_utf16` methods take UTF-16 code units, as browsers and CodeMirror do.
 
+mod branch;
 mod containers;
 mod cursor;
 mod doc;
