@@ -42,31 +42,31 @@ pub struct ListMut<'t> {
 #[derive(Clone, Copy)]
 pub struct CounterView<'d> {
     pub(crate) branch: &'d Branch,
-    field: Option<u32>,
+    pub(crate) field: Option<u32>,
 }
 
 /// Read-only access to a register.
 #[derive(Clone, Copy)]
 pub struct RegisterView<'d> {
-    doc: &'d Doc,
+    pub(crate) doc: &'d Doc,
     pub(crate) branch: &'d Branch,
-    field: Option<u32>,
+    pub(crate) field: Option<u32>,
 }
 
 /// Read-only access to a map.
 #[derive(Clone, Copy)]
 pub struct MapView<'d> {
-    doc: &'d Doc,
+    pub(crate) doc: &'d Doc,
     pub(crate) branch: &'d Branch,
-    field: Option<u32>,
+    pub(crate) field: Option<u32>,
 }
 
 /// Read-only access to a list.
 #[derive(Clone, Copy)]
 pub struct ListView<'d> {
-    doc: &'d Doc,
+    pub(crate) doc: &'d Doc,
     pub(crate) branch: &'d Branch,
-    field: Option<u32>,
+    pub(crate) field: Option<u32>,
 }
 
 /// A root name used with several kinds: every replica shows `kinds[0]` (the kind

@@ -357,6 +357,11 @@ impl Doc {
         Ok(extent)
     }
 
+    /// How many operations may wait for missing dependencies.
+    pub(crate) fn pending_limit(&self) -> usize {
+        self.pending_limit
+    }
+
     /// Operations waiting for missing dependencies.
     pub fn pending_len(&self) -> usize {
         self.pending_ops
@@ -1156,7 +1161,12 @@ impl Doc {
 
     /// Deletes items `lo..lo + len` of `field` by id, visible or not (an undo of their
     /// insertion: a later undo of someone's delete must not bring them back).
-    fn local_delete_items(&mut self, field: u32, lo: Lv, len: u32) -> Result<(), EditError> {
+    pub(crate) fn local_delete_items(
+        &mut self,
+        field: u32,
+        lo: Lv,
+        len: u32,
+    ) -> Result<(), EditError> {
         if !self.ensure_capacity(len as usize, 0) {
             return Err(EditError::TooLarge);
         }
@@ -1173,7 +1183,12 @@ impl Doc {
     }
 
     /// Undoes this replica's delete ops `target..target + len` of `field`.
-    fn local_undelete(&mut self, field: u32, target: Lv, len: u32) -> Result<(), EditError> {
+    pub(crate) fn local_undelete(
+        &mut self,
+        field: u32,
+        target: Lv,
+        len: u32,
+    ) -> Result<(), EditError> {
         if !self.ensure_capacity(len as usize, 0) {
             return Err(EditError::TooLarge);
         }
@@ -1206,7 +1221,7 @@ impl Doc {
     }
 
     /// The item that delete op `lv` (of entry `e`) targets.
-    fn delete_target(e: &Entry, lv: Lv) -> Lv {
+    pub(crate) fn delete_target(e: &Entry, lv: Lv) -> Lv {
         match e.op {
             Op::Delete { target, backward } if backward => target - (lv - e.lv),
             Op::Delete { target, .. } => target + (lv - e.lv),
@@ -1230,18 +1245,33 @@ impl Doc {
 
     /// The ops a replica at `since` lacks, as wire runs in LV (causal) order.
     fn runs_since(&self, since: &VersionVector) -> Vec<WireRun> {
+        self.runs_in(since, None)
+    }
+
+    /// The ops of version `to` that `from` lacks, as wire runs in LV (causal) order.
+    pub(crate) fn runs_between(&self, from: &VersionVector, to: &VersionVector) -> Vec<WireRun> {
+        self.runs_in(from, Some(to))
+    }
+
+    /// The ops `since` lacks (of those `until` includes, or all), in LV order.
+    fn runs_in(&self, since: &VersionVector, until: Option<&VersionVector>) -> Vec<WireRun> {
         let mut ranges: Vec<(Lv, Lv)> = Vec::new();
         for a in &self.log.agents {
             let from = since.get(&a.id);
-            if from >= a.next_seq() {
+            let to = until.map_or(a.next_seq(), |u| u.get(&a.id).min(a.next_seq()));
+            if from >= to {
                 continue;
             }
             let i = a
                 .spans
                 .partition_point(|s| s.seq + u64::from(s.len) <= from);
             for s in &a.spans[i..] {
+                if s.seq >= to {
+                    break;
+                }
                 let skip = from.saturating_sub(s.seq) as u32;
-                ranges.push((s.lv + skip, s.lv + s.len));
+                let end = (to - s.seq).min(u64::from(s.len)) as u32;
+                ranges.push((s.lv + skip, s.lv + end));
             }
         }
         ranges.sort_unstable();

@@ -86,3 +86,38 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invariant violated: {0}")]
 pub struct CheckError(pub String);
+
+/// A version could not be looked at here; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The version names operations this replica does not have (yet): a version of a
+    /// replica further ahead, or of another document.
+    #[error(
+        "unknown version: it names {want} operations of replica {replica}, this document has {have}; sync first"
+    )]
+    Unknown {
+        /// The replica.
+        replica: crate::ReplicaId,
+        /// How many of its operations are here.
+        have: u64,
+        /// How many the version names.
+        want: u64,
+    },
+    /// No replica could have held this set of operations: one of them depends on an
+    /// operation outside it.
+    #[error("not a version any replica held: operation {op} depends on one it lacks")]
+    NotClosed {
+        /// An operation whose dependency is missing.
+        op: crate::OpId,
+    },
+    /// A version text or bytes that do not parse.
+    #[error("not a Chorus version: {0}")]
+    Malformed(&'static str),
+    /// Reverting would make the document too large.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    /// A bug in Chorus: an internal inconsistency (please report it).
+    #[error("internal error in Chorus history: {0}")]
+    Internal(String),
+}

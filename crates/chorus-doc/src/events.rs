@@ -370,7 +370,7 @@ impl Doc {
             .collect()
     }
 
-    fn path(&self, mut f: u32) -> Vec<String> {
+    pub(crate) fn path(&self, mut f: u32) -> Vec<String> {
         let mut p = Vec::new();
         loop {
             let field = &self.fields[f as usize];
@@ -522,7 +522,7 @@ struct Mark {
     inserted: bool,
 }
 
-fn push_text(d: &mut Vec<TextDelta>, op: TextDelta) {
+pub(crate) fn push_text(d: &mut Vec<TextDelta>, op: TextDelta) {
     match (d.last_mut(), op) {
         (Some(TextDelta::Retain(a)), TextDelta::Retain(b)) => *a += b,
         (Some(TextDelta::Delete(a)), TextDelta::Delete(b)) => *a += b,
@@ -531,7 +531,7 @@ fn push_text(d: &mut Vec<TextDelta>, op: TextDelta) {
     }
 }
 
-fn push_list(d: &mut Vec<ListDelta>, op: ListDelta) {
+pub(crate) fn push_list(d: &mut Vec<ListDelta>, op: ListDelta) {
     match (d.last_mut(), op) {
         (Some(ListDelta::Retain(a)), ListDelta::Retain(b)) => *a += b,
         (Some(ListDelta::Delete(a)), ListDelta::Delete(b)) => *a += b,

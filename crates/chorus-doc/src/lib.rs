@@ -43,6 +43,7 @@ mod encoding;
 mod error;
 mod events;
 mod grow;
+mod history;
 mod ids;
 mod merge;
 mod oplog;
@@ -58,10 +59,11 @@ pub use containers::{
 };
 pub use cursor::{Assoc, Cursor};
 pub use doc::{ApplyReport, Change, Doc, TextMut, TextView, Transaction};
-pub use error::{CheckError, DecodeError, EditError};
+pub use error::{CheckError, DecodeError, EditError, HistoryError};
 pub use events::{
     Diff, Event, FieldChange, KeyChange, ListDelta, Origin, SubscriptionId, TextDelta, TextUnit,
 };
+pub use history::Checkout;
 pub use ids::{OpId, ReplicaId};
 pub use merge::{Max, MergeRule, Min, Union};
 pub use types::{Kind, MapValue, Rule, Write};

@@ -3,6 +3,7 @@
 mod cursor;
 mod events;
 mod golden;
+mod history;
 mod hostile;
 mod text;
 mod types;
