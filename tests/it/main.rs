@@ -5,6 +5,7 @@
 //! One integration-test binary with modules, to keep link times down.
 
 mod convergence;
+mod history;
 mod interleaving;
 mod pending;
 mod reference;

@@ -45,13 +45,13 @@ use crate::util::{FaultyNet, Rng, random_text, rid, run_seeds, seed_start, seeds
 /// The largest physical time a hybrid clock stamp holds (48 bits of milliseconds).
 const MAX_MS: u64 = (1 << 48) - 1;
 /// Keys of the map `m`; any of them may hold a value or any kind of container.
-const KEYS: &[&str] = &["a", "b", "x", "y"];
+pub(crate) const KEYS: &[&str] = &["a", "b", "x", "y"];
 /// Keys of the maps nested in `m`.
-const SUB_KEYS: &[&str] = &["p", "q"];
+pub(crate) const SUB_KEYS: &[&str] = &["p", "q"];
 
 /// An application's merge rule: the longest string wins, ties to the greater one.
 #[derive(Debug)]
-struct Longest;
+pub(crate) struct Longest;
 
 impl MergeRule for Longest {
     fn name(&self) -> &str {
@@ -78,7 +78,7 @@ impl MergeRule for Longest {
     }
 }
 
-fn longest() -> Rule {
+pub(crate) fn longest() -> Rule {
     Rule::merge("longest")
 }
 
@@ -499,7 +499,7 @@ impl TxCtx {
 /// How many interesting situations the final states held, summed over seeds, so that
 /// a run can tell whether its checks saw anything worth checking.
 #[derive(Clone, Copy, Debug, Default)]
-struct Coverage {
+pub(crate) struct Coverage {
     /// Registers holding several concurrent writes.
     register_conflicts: u64,
     /// Map keys holding several concurrent writes.
@@ -522,7 +522,7 @@ impl Coverage {
 /// What the undo managers did, summed over seeds, so that a run can tell whether the
 /// undo model saw anything worth checking.
 #[derive(Clone, Copy, Debug, Default)]
-struct UndoStats {
+pub(crate) struct UndoStats {
     /// Undo calls that undid a step.
     undone: u64,
     /// Redo calls that redid a step.
@@ -548,14 +548,22 @@ impl UndoStats {
     }
 }
 
-struct Replica {
-    doc: Doc,
+/// A replica's state at one moment.
+pub(crate) struct Snapshot {
+    pub(crate) replica: usize,
+    pub(crate) version: VersionVector,
+    pub(crate) json: serde_json::Value,
+    pub(crate) knew_longest: bool,
+}
+
+pub(crate) struct Replica {
+    pub(crate) doc: Doc,
     /// Undo and redo stacks (not saved: a restart starts with empty ones).
     undo: UndoManager,
     /// The model of `undo`.
     steps: UndoModel,
     /// Whether this replica has added the "longest" rule yet.
-    knows_longest: bool,
+    pub(crate) knows_longest: bool,
     /// Physical clock offset: some replicas run ten minutes fast or slow.
     clock_offset: i64,
     assumed: Vec<VersionVector>,
@@ -569,13 +577,18 @@ struct Msg {
     sender_version: VersionVector,
 }
 
-struct Sim {
-    seed: u64,
+pub(crate) struct Sim {
+    pub(crate) seed: u64,
     rng: Rng,
+    /// Decides when to take snapshots, apart from `rng` so the runs stay as they are.
+    snap_rng: Rng,
+    /// (replica, its version, its JSON, whether it knew the "longest" rule then),
+    /// taken at random moments for the history checks.
+    pub(crate) snapshots: Vec<Snapshot>,
     drop: u32,
     duplicate: u32,
     step: u64,
-    replicas: Vec<Replica>,
+    pub(crate) replicas: Vec<Replica>,
     in_flight: Vec<Msg>,
     model: Model,
     /// The next unique list element.
@@ -626,6 +639,8 @@ impl Sim {
         Sim {
             seed,
             rng,
+            snap_rng: Rng::new(seed ^ 0x5A_4105),
+            snapshots: Vec::new(),
             drop,
             duplicate,
             step: 0,
@@ -1116,6 +1131,16 @@ impl Sim {
     fn step(&mut self) {
         self.step += 1;
         let n = self.replicas.len();
+        if self.snap_rng.chance(10) {
+            let i = self.snap_rng.below(n);
+            let r = &self.replicas[i];
+            self.snapshots.push(Snapshot {
+                replica: i,
+                version: r.doc.version().clone(),
+                json: r.doc.to_json(),
+                knew_longest: r.knows_longest,
+            });
+        }
         match self.rng.below(100) {
             0..30 => {
                 let i = self.rng.below(n);
@@ -1563,7 +1588,12 @@ fn run_seed(seed: u64) -> Sim {
 
 /// Runs `count` seeds from `CHORUS_SEED_START`, `check` on each finished run;
 /// collects failing seeds (up to 5) and fails listing them.
-fn run_many(name: &str, salt: u64, count: u64, check: impl Fn(&Sim)) -> (u64, Coverage, UndoStats) {
+pub(crate) fn run_many(
+    name: &str,
+    salt: u64,
+    count: u64,
+    check: impl Fn(&Sim),
+) -> (u64, Coverage, UndoStats) {
     let start = seed_start();
     let mut failed = Vec::new();
     let (mut writes, mut committed, mut rolled_back) = (0, 0, 0);
