@@ -7,7 +7,8 @@
 
 use crate::branch::Body;
 use crate::tree::{Cur, Lv};
-use crate::{DecodeError, EditError, OpId, ReplicaId, TextView};
+use crate::wire::{Reader, put_replica, put_varint};
+use crate::{DecodeError, EditError, OpId, TextView};
 
 /// Which neighbour of a position a [`Cursor`] sticks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,15 +47,16 @@ impl Cursor {
         let mut out =
             vec![u8::from(self.anchor.is_some()) | (u8::from(self.assoc == Assoc::Before) << 1)];
         if let Some(id) = self.anchor {
-            out.extend_from_slice(id.replica.as_bytes());
-            crate::encoding::put_varint(&mut out, id.seq);
+            put_replica(&mut out, id.replica);
+            put_varint(&mut out, id.seq);
         }
         out
     }
 
     /// Reads [`to_bytes`](Self::to_bytes)'s form.
     pub fn from_bytes(b: &[u8]) -> Result<Cursor, DecodeError> {
-        let (&tag, rest) = b.split_first().ok_or(DecodeError::Truncated)?;
+        let mut r = Reader::new(b);
+        let tag = r.u8()?;
         if tag > 3 {
             return Err(DecodeError::Malformed("unknown cursor tag"));
         }
@@ -63,40 +65,13 @@ impl Cursor {
         } else {
             Assoc::After
         };
-        if tag & 1 == 0 {
-            if !rest.is_empty() {
-                return Err(DecodeError::TrailingBytes(rest.len()));
-            }
-            return Ok(Cursor {
-                anchor: None,
-                assoc,
-            });
-        }
-        if rest.len() < 17 {
-            return Err(DecodeError::Truncated);
-        }
-        let replica = ReplicaId::from_bytes(rest[..16].try_into().expect("16 bytes"));
-        let mut seq = 0u64;
-        let mut i = 16;
-        for shift in (0..64).step_by(7) {
-            let byte = *rest.get(i).ok_or(DecodeError::Truncated)?;
-            i += 1;
-            let bits = u64::from(byte & 0x7f);
-            if shift == 63 && bits > 1 {
-                return Err(DecodeError::Malformed("varint overflows 64 bits"));
-            }
-            seq |= bits << shift;
-            if byte & 0x80 == 0 {
-                if i != rest.len() {
-                    return Err(DecodeError::TrailingBytes(rest.len() - i));
-                }
-                return Ok(Cursor {
-                    anchor: Some(OpId::new(replica, seq)),
-                    assoc,
-                });
-            }
-        }
-        Err(DecodeError::Malformed("varint longer than 10 bytes"))
+        let anchor = if tag & 1 != 0 {
+            Some(OpId::new(r.replica()?, r.varint()?))
+        } else {
+            None
+        };
+        r.finish()?;
+        Ok(Cursor { anchor, assoc })
     }
 }
 
@@ -182,5 +157,63 @@ impl TextView<'_> {
             at.utf16 += c as u32;
         }
         Some(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReplicaId;
+
+    #[test]
+    fn bytes_round_trip() {
+        let anchored = Cursor {
+            anchor: Some(OpId::new(ReplicaId::from_u128(7), 300)),
+            assoc: Assoc::Before,
+        };
+        let bytes = anchored.to_bytes();
+        assert_eq!(bytes[0], 3);
+        assert_eq!(bytes[1..17], 7u128.to_be_bytes());
+        assert_eq!(bytes[17..], [0xac, 0x02]);
+        assert_eq!(Cursor::from_bytes(&bytes), Ok(anchored));
+        let end = Cursor {
+            anchor: None,
+            assoc: Assoc::After,
+        };
+        assert_eq!(end.to_bytes(), [0]);
+        assert_eq!(Cursor::from_bytes(&[0]), Ok(end));
+    }
+
+    #[test]
+    fn bad_bytes_are_typed_errors() {
+        let anchored = |tail: &[u8]| [&[1u8][..], &[5; 16], tail].concat();
+        let cases: Vec<(Vec<u8>, DecodeError)> = vec![
+            (vec![], DecodeError::Truncated),
+            (vec![4], DecodeError::Malformed("unknown cursor tag")),
+            (vec![0, 0], DecodeError::TrailingBytes(1)),
+            (vec![2, 1, 2], DecodeError::TrailingBytes(2)),
+            (vec![1; 16], DecodeError::Truncated),
+            (anchored(&[]), DecodeError::Truncated),
+            (anchored(&[0x80]), DecodeError::Truncated),
+            (anchored(&[5, 0]), DecodeError::TrailingBytes(1)),
+            (
+                anchored(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+                DecodeError::Malformed("varint overflows 64 bits"),
+            ),
+            (
+                anchored(&[
+                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0,
+                ]),
+                DecodeError::Malformed("varint longer than 10 bytes"),
+            ),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(Cursor::from_bytes(&bytes), Err(want), "{bytes:x?}");
+        }
+        // Cursors have always accepted a varint longer than needed.
+        assert_eq!(
+            Cursor::from_bytes(&anchored(&[0x80, 0])).map(|c| c.anchor().map(|a| a.seq)),
+            Ok(Some(0))
+        );
     }
 }

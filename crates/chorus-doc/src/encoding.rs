@@ -16,16 +16,18 @@
 //!
 //! A run is one stretch of operations by one replica (see `PROTOCOL.md` for the
 //! per-run layout). Runs are in causal order. Integers are LEB128 varints; signed
-//! deltas are zigzag-encoded. Decoding never trusts a count: every count is checked
-//! against the bytes that remain, a block may expand to at most [`MAX_EXPANSION`]
-//! times its stored size, and all that decoding allocates (blocks and runs) stays
-//! under [`MAX_EXPANSION`] times the update's size (or 4 KiB for tiny updates).
+//! deltas are zigzag-encoded (both read and written by [`crate::wire`]). Decoding
+//! never trusts a count: every count is checked against the bytes that remain, a
+//! block may expand to at most [`MAX_EXPANSION`] times its stored size, and all that
+//! decoding allocates (blocks and runs) stays under [`MAX_EXPANSION`] times the
+//! update's size (or 4 KiB for tiny updates).
 
 use std::sync::Arc;
 
 use crate::ids::ReplicaIndex;
 use crate::types::FieldKey;
 use crate::value::{put_value, read_value};
+use crate::wire::{Reader, put_replica, put_str, put_varint, unzigzag, zigzag};
 use crate::{DecodeError, Kind, MapValue, OpId, ReplicaId, Rule, Value};
 
 const MAGIC: &[u8; 4] = b"CHRS";
@@ -197,22 +199,6 @@ impl WireRun {
 
 // ---------------------------------------------------------------- writing
 
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(crate) fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-pub(crate) fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
 fn put_block(out: &mut Vec<u8>, raw: &[u8], compress: bool) {
     if compress && raw.len() >= COMPRESS_MIN {
         let packed = deflate(raw);
@@ -253,8 +239,7 @@ fn put_kind(out: &mut Vec<u8>, kind: &Kind) {
         Kind::Register(Rule::MultiValue) => out.push(6),
         Kind::Register(Rule::Merge(name)) => {
             out.push(7);
-            put_varint(out, name.len() as u64);
-            out.extend_from_slice(name.as_bytes());
+            put_str(out, name);
         }
     }
 }
@@ -387,8 +372,7 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
                 preds,
             } => {
                 if let Some(key) = key {
-                    put_varint(&mut values, key.len() as u64);
-                    values.extend_from_slice(key.as_bytes());
+                    put_str(&mut values, key);
                 } else {
                     put_varint(&mut cols[C_EXTRA], *hlc);
                 }
@@ -443,15 +427,14 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
     head.push(FORMAT_VERSION);
     let out = &mut head;
     put_varint(out, agents.ids().len() as u64);
-    for a in agents.ids() {
-        out.extend_from_slice(a.as_bytes());
+    for &a in agents.ids() {
+        put_replica(out, a);
     }
     put_varint(out, fields.keys.len() as u64);
     for f in &fields.keys {
         let parent = f.parent.as_ref().map_or(0, |p| fields.slots[p] + 1);
         put_varint(out, parent);
-        put_varint(out, f.name.len() as u64);
-        out.extend_from_slice(f.name.as_bytes());
+        put_str(out, &f.name);
         put_kind(out, &f.kind);
     }
     // What decoding will allocate, at most: the blocks, the runs, the fields and the
@@ -485,92 +468,30 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
 
 // ---------------------------------------------------------------- reading
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated)?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::Truncated);
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            let bits = u64::from(b & 0x7f);
-            if shift == 63 && bits > 1 {
-                return Err(DecodeError::Malformed("varint overflows 64 bits"));
+/// Reads a block: its codec, its length(s), and its bytes, inflated if compressed.
+fn read_block(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let codec = r.u8()?;
+    let raw_len = r.varint()?;
+    match codec {
+        0 => Ok(r
+            .bytes(usize::try_from(raw_len).map_err(|_| DecodeError::Truncated)?)?
+            .to_vec()),
+        1 => {
+            let stored = r.varint()?;
+            if stored > r.remaining() as u64 {
+                return Err(DecodeError::Truncated);
             }
-            v |= bits << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
+            let stored = stored as usize;
+            if raw_len > (stored as u64).saturating_mul(MAX_EXPANSION as u64) {
+                return Err(DecodeError::Malformed(
+                    "block claims too large an expansion",
+                ));
             }
+            let raw_len = raw_len as usize;
+            let data = r.bytes(stored)?;
+            inflate_exact(data, raw_len)
         }
-        Err(DecodeError::Malformed("varint longer than 10 bytes"))
-    }
-
-    /// A count of items that each take at least `min_bytes` of what remains.
-    fn count(&mut self, min_bytes: usize) -> Result<usize, DecodeError> {
-        let n = self.varint()?;
-        if n > (self.remaining() / min_bytes.max(1)) as u64 {
-            return Err(DecodeError::Truncated);
-        }
-        Ok(n as usize)
-    }
-
-    fn index(&mut self, len: usize, what: &'static str) -> Result<usize, DecodeError> {
-        let i = self.varint()?;
-        if i >= len as u64 {
-            return Err(DecodeError::Malformed(what));
-        }
-        Ok(i as usize)
-    }
-
-    fn block(&mut self) -> Result<Vec<u8>, DecodeError> {
-        let codec = self.u8()?;
-        let raw_len = self.varint()?;
-        match codec {
-            0 => Ok(self
-                .bytes(usize::try_from(raw_len).map_err(|_| DecodeError::Truncated)?)?
-                .to_vec()),
-            1 => {
-                let stored = self.varint()?;
-                if stored > self.remaining() as u64 {
-                    return Err(DecodeError::Truncated);
-                }
-                let stored = stored as usize;
-                if raw_len > (stored as u64).saturating_mul(MAX_EXPANSION as u64) {
-                    return Err(DecodeError::Malformed(
-                        "block claims too large an expansion",
-                    ));
-                }
-                let raw_len = raw_len as usize;
-                let data = self.bytes(stored)?;
-                inflate_exact(data, raw_len)
-            }
-            _ => Err(DecodeError::Malformed("unknown block codec")),
-        }
+        _ => Err(DecodeError::Malformed("unknown block codec")),
     }
 }
 
@@ -761,9 +682,7 @@ fn read_kind(r: &mut Reader<'_>) -> Result<Kind, DecodeError> {
 }
 
 fn read_str(r: &mut Reader<'_>) -> Result<Arc<str>, DecodeError> {
-    let len = r.count(1)?;
-    let s = std::str::from_utf8(r.bytes(len)?).map_err(|_| DecodeError::InvalidUtf8)?;
-    Ok(s.into())
+    Ok(r.str()?.into())
 }
 
 /// Decodes an update and hands each run to `each` in order, after `count` was told
@@ -786,8 +705,7 @@ pub(crate) fn decode_each(
     let n_agents = r.count(16)?;
     let mut agents = Vec::with_capacity(n_agents);
     for _ in 0..n_agents {
-        let b: [u8; 16] = r.bytes(16)?.try_into().expect("16 bytes");
-        agents.push(ReplicaId::from_bytes(b));
+        agents.push(r.replica()?);
     }
     // Everything decoding allocates stays within a fixed multiple of the input.
     let mut budget = bytes.len().saturating_mul(MAX_EXPANSION).max(4096);
@@ -837,16 +755,14 @@ pub(crate) fn decode_each(
         fields.push(key);
         depths.push(depth);
     }
-    let meta = r.block()?;
-    let content = r.block()?;
-    let values = r.block()?;
+    let meta = read_block(&mut r)?;
+    let content = read_block(&mut r)?;
+    let values = read_block(&mut r)?;
     let mut budget = budget
         .checked_sub(meta.len() + content.len() + values.len())
         .ok_or(too_much)?;
-    let mut vpos = 0usize;
-    if r.remaining() != 0 {
-        return Err(DecodeError::TrailingBytes(r.remaining()));
-    }
+    r.finish()?;
+    let mut vals = Reader::new(&values);
     let content = std::str::from_utf8(&content).map_err(|_| DecodeError::InvalidUtf8)?;
     let ascii = content.is_ascii();
     let mut content_pos = 0usize;
@@ -940,12 +856,12 @@ pub(crate) fn decode_each(
                 };
                 prev_right = right;
                 if *kind == Kind::List {
-                    if len as usize > values.len() - vpos {
+                    if len as usize > vals.remaining() {
                         return Err(DecodeError::Truncated);
                     }
                     list_buf.clear();
                     for _ in 0..len {
-                        list_buf.push(read_value(&values, &mut vpos, &mut budget)?);
+                        list_buf.push(read_value(&mut vals, &mut budget)?);
                     }
                     OpRef::Insert {
                         left,
@@ -1037,12 +953,8 @@ pub(crate) fn decode_each(
                         delta: unzigzag(cols[C_EXTRA].varint()?),
                     }
                 } else {
-                    let mut vr = Reader {
-                        buf: &values,
-                        pos: vpos,
-                    };
                     let (key, hlc) = if is_map {
-                        let k = read_str(&mut vr)?;
+                        let k = read_str(&mut vals)?;
                         budget = budget
                             .checked_sub(k.len() + 16)
                             .ok_or(DecodeError::Malformed("update expands too much"))?;
@@ -1069,18 +981,14 @@ pub(crate) fn decode_each(
                     value_buf = if flags & F_NO_VALUE != 0 {
                         None
                     } else if flags & F_CONTAINER != 0 {
-                        let k = read_kind(&mut vr)?;
+                        let k = read_kind(&mut vals)?;
                         if depths[field] + 1 > MAX_DEPTH {
                             return Err(DecodeError::Malformed("containers nested too deeply"));
                         }
                         Some(MapValue::Container(k))
                     } else {
-                        vpos = vr.pos;
-                        let v = read_value(&values, &mut vpos, &mut budget)?;
-                        vr.pos = vpos;
-                        Some(MapValue::Value(v))
+                        Some(MapValue::Value(read_value(&mut vals, &mut budget)?))
                     };
-                    vpos = vr.pos;
                     key_buf = key;
                     OpRef::Set {
                         key: key_buf.as_ref(),
@@ -1110,7 +1018,7 @@ pub(crate) fn decode_each(
     if content_pos != content.len() {
         return Err(DecodeError::Malformed("content left after the last run"));
     }
-    if vpos != values.len() {
+    if !vals.is_empty() {
         return Err(DecodeError::Malformed("values left after the last run"));
     }
     Ok(true)
@@ -1131,28 +1039,6 @@ impl NegZigzag for u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn varints_round_trip() {
-        for v in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
-            let mut out = Vec::new();
-            put_varint(&mut out, v);
-            assert_eq!(Reader::new(&out).varint().unwrap(), v);
-        }
-        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
-            assert_eq!(unzigzag(zigzag(v)), v);
-        }
-    }
-
-    #[test]
-    fn overlong_varint_is_an_error() {
-        assert!(Reader::new(&[0xff; 11]).varint().is_err());
-        assert!(
-            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])
-                .varint()
-                .is_err()
-        );
-    }
 
     #[test]
     fn runs_round_trip() {

@@ -52,6 +52,7 @@ mod types;
 mod undo;
 mod value;
 mod version;
+pub mod wire;
 
 pub use containers::{
     CounterMut, CounterView, FieldConflict, ListMut, ListView, MapMut, MapView, RegisterMut,

@@ -13,8 +13,9 @@
 //!       | 7 varint count · count × value        (at most 32 arrays deep)
 //! ```
 //!
-//! Varints are LEB128, at most 10 bytes, and must be minimal, so every value has
-//! exactly one encoding: equal values encode to equal bytes.
+//! Varints are LEB128, at most 10 bytes, and must be minimal (values are read with a
+//! [canonical](crate::wire::Reader::canonical) reader), so every value has exactly one
+//! encoding: equal values encode to equal bytes.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -431,7 +432,7 @@ const TAG_STR: u8 = 5;
 const TAG_BYTES: u8 = 6;
 const TAG_ARRAY: u8 = 7;
 
-use crate::encoding::{put_varint, unzigzag, zigzag};
+use crate::wire::{Reader, put_bytes, put_str, put_varint, put_zigzag};
 
 /// Appends the encoding of `v`.
 ///
@@ -444,7 +445,7 @@ pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value) {
         Value::Bool(true) => out.push(TAG_TRUE),
         Value::Int(i) => {
             out.push(TAG_INT);
-            put_varint(out, zigzag(*i));
+            put_zigzag(out, *i);
         }
         Value::Float(f) => {
             out.push(TAG_FLOAT);
@@ -452,13 +453,11 @@ pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value) {
         }
         Value::Str(s) => {
             out.push(TAG_STR);
-            put_varint(out, s.len() as u64);
-            out.extend_from_slice(s.as_bytes());
+            put_str(out, s);
         }
         Value::Bytes(b) => {
             out.push(TAG_BYTES);
-            put_varint(out, b.len() as u64);
-            out.extend_from_slice(b);
+            put_bytes(out, b);
         }
         Value::Array(items) => {
             out.push(TAG_ARRAY);
@@ -470,88 +469,29 @@ pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-/// Reads one value at `*pos` of `buf`, advancing `pos`. `budget` is how many bytes
-/// decoding may still allocate: the value charges `size_of::<Value>()` plus every heap
-/// byte it allocates (an array's element slots, strings, bytes), and exceeding it is an
-/// error. Nesting deeper than 32 arrays is an error. On error, `pos` and `budget` are
-/// unchanged.
-pub(crate) fn read_value(
-    buf: &[u8],
-    pos: &mut usize,
-    budget: &mut usize,
-) -> Result<Value, DecodeError> {
-    let mut r = Reader {
-        buf,
-        pos: *pos,
+/// Reads one value from `r`. `budget` is how many bytes decoding may still allocate:
+/// the value charges `size_of::<Value>()` plus every heap byte it allocates (an array's
+/// element slots, strings, bytes), and exceeding it is an error. Nesting deeper than
+/// 32 arrays is an error. Varints must be minimal, whatever `r` accepts elsewhere. On
+/// error, `r` and `budget` are unchanged.
+pub(crate) fn read_value(r: &mut Reader<'_>, budget: &mut usize) -> Result<Value, DecodeError> {
+    let mut vr = ValueReader {
+        r: Reader::canonical(r.peek_rest()),
         budget: *budget,
     };
-    let v = r.value(0)?;
-    *pos = r.pos;
-    *budget = r.budget;
+    let v = vr.value(0)?;
+    r.bytes(vr.r.position())?;
+    *budget = vr.budget;
     Ok(v)
 }
 
-/// A cursor over `buf`; `pos` may lie past the end (then every read is truncated).
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// The values of one [`read_value`] call, and what they may still allocate.
+struct ValueReader<'a> {
+    r: Reader<'a>,
     budget: usize,
 }
 
-impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated)?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::Truncated);
-        }
-        let s = self
-            .buf
-            .get(self.pos..self.pos + n)
-            .ok_or(DecodeError::Truncated)?;
-        self.pos += n;
-        Ok(s)
-    }
-
-    /// A minimal LEB128 varint of at most 10 bytes.
-    fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let b = self.u8()?;
-            let bits = u64::from(b & 0x7f);
-            if i == 9 && bits > 1 {
-                return Err(DecodeError::Malformed("varint overflows 64 bits"));
-            }
-            v |= bits << (7 * i);
-            if b & 0x80 == 0 {
-                // A last byte of 0 after others adds nothing: a second encoding of a
-                // shorter varint, which would make encodings ambiguous.
-                if b == 0 && i > 0 {
-                    return Err(DecodeError::Malformed("varint is not minimally encoded"));
-                }
-                return Ok(v);
-            }
-        }
-        Err(DecodeError::Malformed("varint longer than 10 bytes"))
-    }
-
-    /// A length or count of items that each take at least one of the remaining bytes.
-    fn len(&mut self) -> Result<usize, DecodeError> {
-        let n = self.varint()?;
-        match usize::try_from(n) {
-            Ok(n) if n <= self.remaining() => Ok(n),
-            _ => Err(DecodeError::Truncated),
-        }
-    }
-
+impl ValueReader<'_> {
     fn charge(&mut self, bytes: usize) -> Result<(), DecodeError> {
         self.budget = self
             .budget
@@ -562,7 +502,7 @@ impl<'a> Reader<'a> {
 
     /// A value inside `depth` arrays. Recursion is bounded by [`MAX_VALUE_DEPTH`].
     fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
-        let tag = self.u8()?;
+        let tag = self.r.u8()?;
         if tag > TAG_ARRAY {
             return Err(DecodeError::Malformed("unknown value tag"));
         }
@@ -574,30 +514,27 @@ impl<'a> Reader<'a> {
             TAG_NULL => Value::Null,
             TAG_FALSE => Value::Bool(false),
             TAG_TRUE => Value::Bool(true),
-            TAG_INT => Value::Int(unzigzag(self.varint()?)),
-            TAG_FLOAT => {
-                let raw = self.bytes(8)?;
-                let mut bits = [0u8; 8];
-                bits.copy_from_slice(raw);
-                Value::Float(f64::from_bits(u64::from_le_bytes(bits)))
-            }
+            TAG_INT => Value::Int(self.r.zigzag()?),
+            TAG_FLOAT => Value::Float(f64::from_bits(u64::from_le_bytes(self.r.array()?))),
             TAG_STR => {
-                let n = self.len()?;
+                // Charged before the bytes are checked, so a string that is both too
+                // large and not UTF-8 is refused for its size.
+                let n = self.r.count(1)?;
                 self.charge(n)?;
                 let s =
-                    std::str::from_utf8(self.bytes(n)?).map_err(|_| DecodeError::InvalidUtf8)?;
+                    std::str::from_utf8(self.r.bytes(n)?).map_err(|_| DecodeError::InvalidUtf8)?;
                 Value::Str(s.to_owned())
             }
             TAG_BYTES => {
-                let n = self.len()?;
+                let n = self.r.count(1)?;
                 self.charge(n)?;
-                Value::Bytes(self.bytes(n)?.to_vec())
+                Value::Bytes(self.r.bytes(n)?.to_vec())
             }
             _ => {
                 if depth >= MAX_VALUE_DEPTH {
                     return Err(DecodeError::Malformed("arrays nest deeper than 32 levels"));
                 }
-                let n = self.len()?;
+                let n = self.r.count(1)?;
                 self.charge(n.saturating_mul(size_of::<Value>()))?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -685,10 +622,10 @@ mod tests {
     }
 
     fn decode(buf: &[u8]) -> Result<Value, DecodeError> {
-        let mut pos = 0;
+        let mut r = Reader::new(buf);
         let mut budget = BIG;
-        let v = read_value(buf, &mut pos, &mut budget)?;
-        assert_eq!(pos, buf.len(), "decoding stopped early");
+        let v = read_value(&mut r, &mut budget)?;
+        assert!(r.is_empty(), "decoding stopped early");
         Ok(v)
     }
 
@@ -939,14 +876,14 @@ mod tests {
             ),
         ];
         for (bytes, want) in bad {
-            let mut pos = 0;
+            let mut r = Reader::new(bytes);
             let mut budget = BIG;
             assert_eq!(
-                read_value(bytes, &mut pos, &mut budget).as_ref(),
+                read_value(&mut r, &mut budget).as_ref(),
                 Err(want),
                 "{bytes:?}"
             );
-            assert_eq!((pos, budget), (0, BIG), "state changed on error");
+            assert_eq!((r.position(), budget), (0, BIG), "state changed on error");
         }
         // The largest varint is accepted.
         assert_eq!(
@@ -958,33 +895,27 @@ mod tests {
     }
 
     #[test]
-    fn position_past_the_end_is_truncated() {
-        let mut pos = 10;
-        let mut budget = BIG;
-        assert_eq!(
-            read_value(&[0, 0], &mut pos, &mut budget),
-            Err(DecodeError::Truncated)
-        );
-        let mut pos = usize::MAX;
-        assert_eq!(
-            read_value(&[0, 0], &mut pos, &mut budget),
-            Err(DecodeError::Truncated)
-        );
-    }
-
-    #[test]
     fn reads_in_sequence() {
         let mut buf = encode(&Value::Int(300));
         put_value(&mut buf, &Value::from("x"));
-        let mut pos = 0;
+        let mut r = Reader::new(&buf);
         let mut budget = BIG;
-        assert_eq!(read_value(&buf, &mut pos, &mut budget), Ok(Value::Int(300)));
-        assert_eq!(pos, 3);
+        assert_eq!(read_value(&mut r, &mut budget), Ok(Value::Int(300)));
+        assert_eq!(r.position(), 3);
+        assert_eq!(read_value(&mut r, &mut budget), Ok(Value::from("x")));
+        assert!(r.is_empty());
+        // At the end, a value is truncated.
+        assert_eq!(read_value(&mut r, &mut budget), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn values_are_canonical_inside_a_lenient_reader() {
+        // The update format accepts long varints elsewhere, never in values.
+        let (mut r, mut budget) = (Reader::new(&[3, 0x80, 0x00]), BIG);
         assert_eq!(
-            read_value(&buf, &mut pos, &mut budget),
-            Ok(Value::from("x"))
+            read_value(&mut r, &mut budget),
+            Err(DecodeError::Malformed("varint is not minimally encoded"))
         );
-        assert_eq!(pos, buf.len());
     }
 
     #[test]
@@ -1017,12 +948,15 @@ mod tests {
         ];
         for (v, cost) in cases {
             let bytes = encode(&v);
-            let (mut pos, mut budget) = (0, cost);
-            assert_eq!(read_value(&bytes, &mut pos, &mut budget), Ok(v.clone()));
-            assert_eq!(budget, 0);
-            let (mut pos, mut budget) = (0, cost - 1);
+            let mut budget = cost;
             assert_eq!(
-                read_value(&bytes, &mut pos, &mut budget),
+                read_value(&mut Reader::new(&bytes), &mut budget),
+                Ok(v.clone())
+            );
+            assert_eq!(budget, 0);
+            let mut budget = cost - 1;
+            assert_eq!(
+                read_value(&mut Reader::new(&bytes), &mut budget),
                 Err(DecodeError::Malformed("update expands too much"))
             );
         }
@@ -1030,9 +964,9 @@ mod tests {
         let mut bomb = vec![7u8];
         put_varint(&mut bomb, 1000);
         bomb.extend([7, 0].repeat(1000));
-        let (mut pos, mut budget) = (0, 4096);
+        let mut budget = 4096;
         assert_eq!(
-            read_value(&bomb, &mut pos, &mut budget),
+            read_value(&mut Reader::new(&bomb), &mut budget),
             Err(DecodeError::Malformed("update expands too much"))
         );
     }
@@ -1063,10 +997,10 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..200),
             budget in prop_oneof![Just(BIG), 0usize..2000],
         ) {
-            let (mut pos, mut left) = (0, budget);
-            if let Ok(v) = read_value(&bytes, &mut pos, &mut left) {
+            let (mut r, mut left) = (Reader::new(&bytes), budget);
+            if let Ok(v) = read_value(&mut r, &mut left) {
                 // The encoding is canonical: what was read re-encodes to the same bytes.
-                prop_assert_eq!(encode(&v), &bytes[..pos]);
+                prop_assert_eq!(encode(&v), &bytes[..r.position()]);
                 prop_assert!(left <= budget);
             }
         }
@@ -1082,8 +1016,8 @@ mod tests {
             let i = flip.index(bytes.len());
             bytes[i] = byte;
             bytes.truncate(cut.index(bytes.len() + 1));
-            let (mut pos, mut budget) = (0, BIG);
-            let _ = read_value(&bytes, &mut pos, &mut budget);
+            let mut budget = BIG;
+            let _ = read_value(&mut Reader::new(&bytes), &mut budget);
         }
 
         #[test]

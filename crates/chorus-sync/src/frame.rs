@@ -10,7 +10,11 @@
 //! Error     (5) = code:u16 (big endian) · varint len · message (UTF-8)
 //! vv        = varint n · n × (replica (16) · varint next seq), by replica, no zeros
 //! ```
+//!
+//! Varints, lengths and replica ids are read and written by [`chorus_doc::wire`], the
+//! same code as the update format's.
 
+use chorus_doc::wire::{ReadError, Reader, put_replica, put_str, put_varint};
 use chorus_doc::{ReplicaId, VersionVector};
 
 use crate::ProtocolError;
@@ -84,9 +88,8 @@ impl Message {
             Message::Hello(h) => {
                 out.push(T_HELLO);
                 out.push(h.protocol);
-                put_varint(&mut out, h.doc.len() as u64);
-                out.extend_from_slice(h.doc.as_bytes());
-                out.extend_from_slice(h.replica.as_bytes());
+                put_str(&mut out, &h.doc);
+                put_replica(&mut out, h.replica);
                 put_vv(&mut out, &h.version);
             }
             Message::Delta { version, update } => {
@@ -102,18 +105,16 @@ impl Message {
                 out.push(T_AWARENESS);
                 put_varint(&mut out, entries.len() as u64);
                 for e in entries {
-                    out.extend_from_slice(e.replica.as_bytes());
+                    put_replica(&mut out, e.replica);
                     put_varint(&mut out, e.clock);
                     let json = e.state.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                    put_varint(&mut out, json.len() as u64);
-                    out.extend_from_slice(json.as_bytes());
+                    put_str(&mut out, &json);
                 }
             }
             Message::Error { code, message } => {
                 out.push(T_ERROR);
                 out.extend_from_slice(&code.to_be_bytes());
-                put_varint(&mut out, message.len() as u64);
-                out.extend_from_slice(message.as_bytes());
+                put_str(&mut out, message);
             }
         }
         out
@@ -121,7 +122,7 @@ impl Message {
 
     /// Reads a frame. Never panics; every malformed frame is a typed error.
     pub fn decode(frame: &[u8]) -> Result<Message, ProtocolError> {
-        let mut r = Reader { buf: frame, pos: 0 };
+        let mut r = Reader::new(frame);
         let version = r.u8()?;
         if version != FRAME_VERSION {
             return Err(ProtocolError::UnsupportedVersion(version));
@@ -129,9 +130,9 @@ impl Message {
         let msg = match r.u8()? {
             T_HELLO => {
                 let protocol = r.u8()?;
-                let doc = r.string()?;
+                let doc = r.str()?.to_owned();
                 let replica = r.replica()?;
-                let version = r.vv()?;
+                let version = read_vv(&mut r)?;
                 Message::Hello(Hello {
                     protocol,
                     doc,
@@ -140,7 +141,7 @@ impl Message {
                 })
             }
             T_DELTA => {
-                let version = r.vv()?;
+                let version = read_vv(&mut r)?;
                 let rest = r.rest();
                 if rest.is_empty() {
                     return Err(ProtocolError::Malformed("empty delta"));
@@ -150,7 +151,7 @@ impl Message {
                     update: rest.to_vec(),
                 }
             }
-            T_ACK => Message::Ack(r.vv()?),
+            T_ACK => Message::Ack(read_vv(&mut r)?),
             T_AWARENESS => {
                 // Each entry takes at least 18 bytes.
                 let n = r.count(18)?;
@@ -158,12 +159,12 @@ impl Message {
                 for _ in 0..n {
                     let replica = r.replica()?;
                     let clock = r.varint()?;
-                    let json = r.string()?;
+                    let json = r.str()?;
                     let state =
                         if json.is_empty() {
                             None
                         } else {
-                            Some(serde_json::from_str(&json).map_err(|_| {
+                            Some(serde_json::from_str(json).map_err(|_| {
                                 ProtocolError::Malformed("awareness state is not JSON")
                             })?)
                         };
@@ -176,16 +177,13 @@ impl Message {
                 Message::Awareness(entries)
             }
             T_ERROR => {
-                let b = r.bytes(2)?;
-                let code = u16::from_be_bytes([b[0], b[1]]);
-                let message = r.string()?;
+                let code = u16::from_be_bytes(r.array()?);
+                let message = r.str()?.to_owned();
                 Message::Error { code, message }
             }
             t => return Err(ProtocolError::UnknownType(t)),
         };
-        if r.pos != frame.len() {
-            return Err(ProtocolError::TrailingBytes(frame.len() - r.pos));
-        }
+        r.finish()?;
         Ok(msg)
     }
 
@@ -198,107 +196,47 @@ impl Message {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn put_vv(out: &mut Vec<u8>, vv: &VersionVector) {
     put_varint(out, vv.len() as u64);
     for (r, next) in vv.iter() {
-        out.extend_from_slice(r.as_bytes());
+        put_replica(out, r);
         put_varint(out, next);
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+fn read_vv(r: &mut Reader<'_>) -> Result<VersionVector, ProtocolError> {
+    // Each entry takes at least 17 bytes.
+    let n = r.count(17)?;
+    let mut vv = VersionVector::new();
+    let mut prev: Option<ReplicaId> = None;
+    for _ in 0..n {
+        let replica = r.replica()?;
+        let next = r.varint()?;
+        if prev.is_some_and(|p| p >= replica) {
+            return Err(ProtocolError::Malformed(
+                "version vector not sorted by replica",
+            ));
+        }
+        if next == 0 {
+            return Err(ProtocolError::Malformed("version vector entry of 0"));
+        }
+        prev = Some(replica);
+        vv.observe(replica, next);
+    }
+    Ok(vv)
 }
 
-impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn u8(&mut self) -> Result<u8, ProtocolError> {
-        let b = *self.buf.get(self.pos).ok_or(ProtocolError::Truncated)?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
-        if n > self.remaining() {
-            return Err(ProtocolError::Truncated);
+/// A frame's field could not be read: the frame is cut short or malformed.
+impl From<ReadError> for ProtocolError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated => ProtocolError::Truncated,
+            ReadError::TrailingBytes(n) => ProtocolError::TrailingBytes(n),
+            ReadError::InvalidUtf8 => ProtocolError::Malformed("text is not UTF-8"),
+            ReadError::Malformed(what) => ProtocolError::Malformed(what),
+            // `ReadError` is non-exhaustive; a new kind of unreadable field is still
+            // a malformed frame.
+            _ => ProtocolError::Malformed("unreadable field"),
         }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.pos..];
-        self.pos = self.buf.len();
-        s
-    }
-
-    fn varint(&mut self) -> Result<u64, ProtocolError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            let bits = u64::from(b & 0x7f);
-            if shift == 63 && bits > 1 {
-                return Err(ProtocolError::Malformed("varint overflows 64 bits"));
-            }
-            v |= bits << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(ProtocolError::Malformed("varint longer than 10 bytes"))
-    }
-
-    /// A count of items that each take at least `min_bytes`.
-    fn count(&mut self, min_bytes: usize) -> Result<usize, ProtocolError> {
-        let n = self.varint()?;
-        if n > (self.remaining() / min_bytes) as u64 {
-            return Err(ProtocolError::Truncated);
-        }
-        Ok(n as usize)
-    }
-
-    fn string(&mut self) -> Result<String, ProtocolError> {
-        let n = self.count(1)?;
-        let b = self.bytes(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| ProtocolError::Malformed("text is not UTF-8"))
-    }
-
-    fn replica(&mut self) -> Result<ReplicaId, ProtocolError> {
-        let b: [u8; 16] = self.bytes(16)?.try_into().expect("16 bytes");
-        Ok(ReplicaId::from_bytes(b))
-    }
-
-    fn vv(&mut self) -> Result<VersionVector, ProtocolError> {
-        let n = self.count(17)?;
-        let mut vv = VersionVector::new();
-        let mut prev: Option<ReplicaId> = None;
-        for _ in 0..n {
-            let r = self.replica()?;
-            let next = self.varint()?;
-            if prev.is_some_and(|p| p >= r) {
-                return Err(ProtocolError::Malformed(
-                    "version vector not sorted by replica",
-                ));
-            }
-            if next == 0 {
-                return Err(ProtocolError::Malformed("version vector entry of 0"));
-            }
-            prev = Some(r);
-            vv.observe(r, next);
-        }
-        Ok(vv)
     }
 }
