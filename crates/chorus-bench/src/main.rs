@@ -7,11 +7,17 @@
 //! allocated during the replay. Every engine's final text is checked against the
 //! trace's `endContent`; any mismatch or failure makes the run exit non-zero.
 //!
+//! On automerge-paper (on every sequential trace with `--history`) it also runs the
+//! history benchmark ([`history`]): reading the text at old versions, a diff between
+//! two versions, and a fork at an old version with edits merged back.
+//!
 //! ```text
-//! cargo run --release -p chorus-bench -- [--reps N] [--budget-secs S] [--json] [TRACE...]
+//! cargo run --release -p chorus-bench -- [--reps N] [--budget-secs S] [--json]
+//!     [--history | --no-history | --history-only] [TRACE...]
 //! ```
 
 mod engines;
+mod history;
 mod measure;
 mod report;
 
@@ -59,7 +65,21 @@ struct Args {
     /// Print the results as JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Run the history benchmark on every sequential trace (by default it runs on
+    /// automerge-paper only).
+    #[arg(long, conflicts_with = "no_history")]
+    history: bool,
+    /// Do not run the history benchmark.
+    #[arg(long)]
+    no_history: bool,
+    /// Run only the history benchmark (on the traces it runs on), not the replay,
+    /// encoding and memory measurements.
+    #[arg(long, conflicts_with = "no_history")]
+    history_only: bool,
 }
+
+/// The trace the history benchmark runs on by default.
+const HISTORY_TRACE: &str = "automerge-paper";
 
 fn main() -> ExitCode {
     match run() {
@@ -108,6 +128,10 @@ fn run() -> anyhow::Result<bool> {
     let mut results = Vec::new();
     for path in &paths {
         let name = chorus_trace::trace_name(path);
+        let history_here = !args.no_history && (args.history || name == HISTORY_TRACE);
+        if args.history_only && !history_here {
+            continue;
+        }
         eprintln!("loading {}", path.display());
         let trace = chorus_trace::load(path)?;
         let mut result = TraceResult::new(name, &trace);
@@ -132,23 +156,41 @@ fn run() -> anyhow::Result<bool> {
             eprintln!("  {:<14} {}", engine.engine, engine.summary());
             result.engines.push(engine);
         };
-        if selected(Chorus::NAME) {
-            bench(measure::<Chorus>(&input, expected, &settings, &ALLOC));
+        if !args.history_only {
+            if selected(Chorus::NAME) {
+                bench(measure::<Chorus>(&input, expected, &settings, &ALLOC));
+            }
+            if selected(Yrs::NAME) {
+                bench(measure::<Yrs>(&input, expected, &settings, &ALLOC));
+            }
+            if selected(Automerge::NAME) {
+                bench(measure::<Automerge>(&input, expected, &settings, &ALLOC));
+            }
+            if selected(DiamondTypes::NAME) {
+                bench(measure::<DiamondTypes>(&input, expected, &settings, &ALLOC));
+            }
+            if selected(Loro::NAME) {
+                bench(measure::<Loro>(&input, expected, &settings, &ALLOC));
+            }
+            if !args.json {
+                println!("{}", report::table(&result));
+            }
         }
-        if selected(Yrs::NAME) {
-            bench(measure::<Yrs>(&input, expected, &settings, &ALLOC));
-        }
-        if selected(Automerge::NAME) {
-            bench(measure::<Automerge>(&input, expected, &settings, &ALLOC));
-        }
-        if selected(DiamondTypes::NAME) {
-            bench(measure::<DiamondTypes>(&input, expected, &settings, &ALLOC));
-        }
-        if selected(Loro::NAME) {
-            bench(measure::<Loro>(&input, expected, &settings, &ALLOC));
-        }
-        if !args.json {
-            println!("{}", report::table(&result));
+        if history_here {
+            match &input {
+                Input::Seq(seq) => {
+                    let history = history::run(seq, &settings, &selected)?;
+                    if !args.json {
+                        println!("{}", history::table(&result.trace, &history));
+                    }
+                    result.history = Some(history);
+                }
+                Input::Conc(_) => eprintln!(
+                    "  history: skipped, {} is a concurrent trace (the history benchmark \
+                     takes versions along one replica's replay)",
+                    result.trace
+                ),
+            }
         }
         results.push(result);
     }
@@ -157,7 +199,7 @@ fn run() -> anyhow::Result<bool> {
         println!("{}", serde_json::to_string_pretty(&results)?);
     }
 
-    let failures: Vec<String> = results
+    let mut failures: Vec<String> = results
         .iter()
         .flat_map(|t| {
             t.engines.iter().filter_map(move |e| {
@@ -166,6 +208,16 @@ fn run() -> anyhow::Result<bool> {
             })
         })
         .collect();
+    for t in &results {
+        if let Some(history) = &t.history {
+            failures.extend(
+                history
+                    .failures()
+                    .into_iter()
+                    .map(|f| format!("{} / {f}", t.trace)),
+            );
+        }
+    }
     if failures.is_empty() {
         Ok(true)
     } else {

@@ -7,6 +7,7 @@ use chorus_trace::{CountingAlloc, Trace, describe_mismatch};
 use serde::Serialize;
 
 use crate::engines::{ConcInput, Engine, SeqInput};
+use crate::history::HistoryResult;
 
 /// A trace, prepared for replay.
 #[derive(Debug)]
@@ -41,6 +42,9 @@ pub struct TraceResult {
     pub end_chars: usize,
     /// One entry per engine, in report order.
     pub engines: Vec<EngineResult>,
+    /// The history benchmark, if it ran on this trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryResult>,
 }
 
 impl TraceResult {
@@ -53,6 +57,7 @@ impl TraceResult {
             patches: trace.num_patches(),
             end_chars: trace.end_content().chars().count(),
             engines: Vec::new(),
+            history: None,
         }
     }
 }
@@ -114,18 +119,18 @@ impl EngineResult {
 }
 
 /// Milliseconds, rounded to the microsecond.
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1000.0
 }
 
-fn median(mut times: Vec<Duration>) -> Duration {
+pub fn median(mut times: Vec<Duration>) -> Duration {
     times.sort_unstable();
     times[times.len() / 2]
 }
 
 /// How many more runs fit: up to `reps - 1`, within `budget` given the first run took
 /// `first`.
-fn extra_runs(settings: &Settings, first: Duration) -> usize {
+pub fn extra_runs(settings: &Settings, first: Duration) -> usize {
     let wanted = settings.reps.saturating_sub(1);
     if first.is_zero() {
         return wanted;

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::measure::{EngineResult, TraceResult};
 
-fn fmt_ms(ms: f64) -> String {
+pub fn fmt_ms(ms: f64) -> String {
     if ms < 10.0 {
         format!("{ms:.2} ms")
     } else if ms < 10_000.0 {
@@ -25,7 +25,7 @@ fn fmt_bytes(bytes: f64) -> String {
 }
 
 /// `value (ratio to chorus)`, or `-` if there is no value.
-fn cell(value: Option<f64>, base: Option<f64>, fmt: fn(f64) -> String) -> String {
+pub fn cell(value: Option<f64>, base: Option<f64>, fmt: fn(f64) -> String) -> String {
     match (value, base) {
         (Some(v), Some(b)) if b > 0.0 => format!("{} ({:.2}x)", fmt(v), v / b),
         (Some(v), _) => fmt(v),

@@ -3,11 +3,12 @@
 use anyhow::{Context, bail};
 use automerge::transaction::Transactable;
 use automerge::{
-    ActorId, AutoCommit, Change, LoadOptions, ObjId, ObjType, ROOT, ReadDoc, TextEncoding, Value,
+    ActorId, AutoCommit, Change, ChangeHash, LoadOptions, ObjId, ObjType, PatchAction, ROOT,
+    ReadDoc, TextEncoding, Value,
 };
 use chorus_trace::{FIELD, Patch};
 
-use super::{ConcInput, Engine, SeqInput};
+use super::{ConcInput, Engine, HistoryEngine, SeqInput, StepError};
 
 /// Automerge's `AutoCommit` document with code-point text positions.
 #[derive(Debug)]
@@ -125,5 +126,123 @@ impl Engine for Automerge {
         let doc = AutoCommit::load(bytes).context("automerge: load")?;
         let text = text_obj(&doc)?;
         Ok(doc.text(&text)?)
+    }
+}
+
+/// The fork's actor.
+const FORK_ACTOR: u64 = 7;
+
+impl HistoryEngine for Automerge {
+    const NAME: &'static str = "automerge";
+    type Doc = AmDoc;
+    type Version = Vec<ChangeHash>;
+    type Diff = Vec<automerge::Patch>;
+    type Fork = AmDoc;
+
+    fn history_doc(start: &str) -> anyhow::Result<AmDoc> {
+        Self::replay_sequential(&SeqInput {
+            start,
+            txns: &[],
+            utf16: Vec::new(),
+        })
+    }
+
+    fn apply_txn(am: &mut AmDoc, patches: &[Patch], _: &[(usize, usize)]) -> anyhow::Result<()> {
+        splice(am, patches)?;
+        am.doc.commit();
+        Ok(())
+    }
+
+    fn version(am: &mut AmDoc) -> Vec<ChangeHash> {
+        am.doc.get_heads()
+    }
+
+    fn current_text(am: &mut AmDoc) -> anyhow::Result<String> {
+        Self::text(am)
+    }
+
+    fn text_at(am: &mut AmDoc, at: &Vec<ChangeHash>) -> Result<String, StepError> {
+        Ok(am.doc.text_at(&am.text, at).context("automerge: text_at")?)
+    }
+
+    fn before_diff(am: &mut AmDoc) {
+        // `AutoCommit` keeps the last diff and returns a clone of it when asked for the
+        // same range again; an empty diff replaces it.
+        am.doc.diff(&[], &[]);
+    }
+
+    fn diff(
+        am: &mut AmDoc,
+        from: &Vec<ChangeHash>,
+        to: &Vec<ChangeHash>,
+    ) -> Result<Vec<automerge::Patch>, StepError> {
+        Ok(am.doc.diff(from, to))
+    }
+
+    fn apply_diff(diff: &Vec<automerge::Patch>, text: &str) -> anyhow::Result<String> {
+        // Patches are positional, each on the result of the previous one, in code points.
+        let mut chars: Vec<char> = text.chars().collect();
+        for patch in diff {
+            match &patch.action {
+                PatchAction::SpliceText { index, value, .. } => {
+                    anyhow::ensure!(*index <= chars.len(), "automerge: splice past the end");
+                    chars.splice(*index..*index, value.make_string().chars());
+                }
+                PatchAction::DeleteSeq { index, length } => {
+                    anyhow::ensure!(
+                        index + length <= chars.len(),
+                        "automerge: delete past the end"
+                    );
+                    chars.drain(*index..index + length);
+                }
+                other => bail!("automerge: unexpected patch {other:?}"),
+            }
+        }
+        Ok(chars.into_iter().collect())
+    }
+
+    fn duplicate(am: &mut AmDoc) -> anyhow::Result<AmDoc> {
+        Ok(AmDoc {
+            doc: am.doc.fork().with_actor(actor(1)),
+            text: am.text.clone(),
+        })
+    }
+
+    fn fork_edit_merge(
+        am: &mut AmDoc,
+        target: &mut AmDoc,
+        at: &Vec<ChangeHash>,
+        edits: &[Patch],
+        _: &[(usize, usize)],
+    ) -> Result<AmDoc, StepError> {
+        let doc = am
+            .doc
+            .fork_at(at)
+            .context("automerge: fork_at")?
+            .with_actor(actor(FORK_ACTOR));
+        let mut fork = AmDoc {
+            doc,
+            text: am.text.clone(),
+        };
+        for edit in edits {
+            splice(&mut fork, std::slice::from_ref(edit))?;
+            fork.doc.commit();
+        }
+        target
+            .doc
+            .merge(&mut fork.doc)
+            .context("automerge: merge")?;
+        Ok(fork)
+    }
+
+    fn fork_text(fork: &mut AmDoc) -> anyhow::Result<String> {
+        Self::text(fork)
+    }
+
+    fn converge(fork: &mut AmDoc, target: &mut AmDoc) -> anyhow::Result<String> {
+        fork.doc
+            .merge(&mut target.doc)
+            .context("automerge: merge")?;
+        Self::text(fork)
     }
 }

@@ -1,10 +1,11 @@
 //! Loro.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chorus_trace::{FIELD, Patch};
-use loro::{ExportMode, LoroDoc, LoroText};
+use loro::event::{Diff, DiffBatch};
+use loro::{ContainerID, ContainerType, ExportMode, Frontiers, LoroDoc, LoroText, TextDelta};
 
-use super::{ConcInput, Engine, SeqInput};
+use super::{ConcInput, DeltaStep, Engine, HistoryEngine, SeqInput, StepError, apply_delta};
 
 /// Loro, with its default (Unicode scalar value) text positions.
 #[derive(Debug)]
@@ -100,5 +101,113 @@ impl Engine for Loro {
     fn decode_text(bytes: &[u8]) -> anyhow::Result<String> {
         let doc = LoroDoc::from_snapshot(bytes).context("loro: import snapshot")?;
         Ok(doc.get_text(FIELD).to_string())
+    }
+}
+
+/// The fork's peer.
+const FORK_PEER: u64 = 7;
+
+impl HistoryEngine for Loro {
+    const NAME: &'static str = "loro";
+    type Doc = LoroDoc;
+    type Version = Frontiers;
+    type Diff = DiffBatch;
+    type Fork = LoroDoc;
+
+    fn history_doc(start: &str) -> anyhow::Result<LoroDoc> {
+        let doc = new_doc(1)?;
+        if !start.is_empty() {
+            doc.get_text(FIELD).insert(0, start)?;
+            doc.commit();
+        }
+        Ok(doc)
+    }
+
+    fn apply_txn(doc: &mut LoroDoc, patches: &[Patch], _: &[(usize, usize)]) -> anyhow::Result<()> {
+        apply(&doc.get_text(FIELD), patches)?;
+        doc.commit();
+        Ok(())
+    }
+
+    fn version(doc: &mut LoroDoc) -> Frontiers {
+        doc.oplog_frontiers()
+    }
+
+    fn current_text(doc: &mut LoroDoc) -> anyhow::Result<String> {
+        Ok(doc.get_text(FIELD).to_string())
+    }
+
+    fn text_at(doc: &mut LoroDoc, at: &Frontiers) -> Result<String, StepError> {
+        doc.checkout(at).context("loro: checkout")?;
+        Ok(doc.get_text(FIELD).to_string())
+    }
+
+    fn after_read(doc: &mut LoroDoc) {
+        doc.checkout_to_latest();
+    }
+
+    fn diff(doc: &mut LoroDoc, from: &Frontiers, to: &Frontiers) -> Result<DiffBatch, StepError> {
+        Ok(doc.diff(from, to).context("loro: diff")?)
+    }
+
+    fn apply_diff(diff: &DiffBatch, text: &str) -> anyhow::Result<String> {
+        let field = ContainerID::new_root(FIELD, ContainerType::Text);
+        let mut out = text.to_owned();
+        for (id, change) in diff.iter() {
+            match change {
+                Diff::Text(deltas) if *id == field => {
+                    out = apply_delta(
+                        &out,
+                        deltas.iter().map(|d| match d {
+                            TextDelta::Retain { retain, .. } => DeltaStep::Retain(*retain),
+                            TextDelta::Insert { insert, .. } => DeltaStep::Insert(insert),
+                            TextDelta::Delete { delete } => DeltaStep::Delete(*delete),
+                        }),
+                    )
+                    .context("loro: applying the diff")?;
+                }
+                other => bail!("loro: unexpected change of {id}: {other:?}"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn duplicate(doc: &mut LoroDoc) -> anyhow::Result<LoroDoc> {
+        let copy = doc.fork();
+        copy.set_peer_id(1).context("loro: set_peer_id")?;
+        Ok(copy)
+    }
+
+    fn fork_edit_merge(
+        doc: &mut LoroDoc,
+        target: &mut LoroDoc,
+        at: &Frontiers,
+        edits: &[Patch],
+        _: &[(usize, usize)],
+    ) -> Result<LoroDoc, StepError> {
+        let fork = doc.fork_at(at).context("loro: fork_at")?;
+        fork.set_peer_id(FORK_PEER).context("loro: set_peer_id")?;
+        let text = fork.get_text(FIELD);
+        for edit in edits {
+            apply(&text, std::slice::from_ref(edit))?;
+            fork.commit();
+        }
+        let update = fork
+            .export(ExportMode::updates(&target.oplog_vv()))
+            .context("loro: export updates")?;
+        target.import(&update).context("loro: import")?;
+        Ok(fork)
+    }
+
+    fn fork_text(fork: &mut LoroDoc) -> anyhow::Result<String> {
+        Ok(fork.get_text(FIELD).to_string())
+    }
+
+    fn converge(fork: &mut LoroDoc, target: &mut LoroDoc) -> anyhow::Result<String> {
+        let update = target
+            .export(ExportMode::updates(&fork.oplog_vv()))
+            .context("loro: export updates")?;
+        fork.import(&update).context("loro: import")?;
+        Ok(fork.get_text(FIELD).to_string())
     }
 }

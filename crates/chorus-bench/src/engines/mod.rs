@@ -7,6 +7,8 @@ mod diamond;
 mod loro;
 mod yrs;
 
+use std::fmt;
+
 use chorus_trace::{ConcTxn, Patch, Schedule, SeqTxn};
 
 pub use self::automerge::Automerge;
@@ -43,6 +45,150 @@ pub trait Engine {
 
     /// Loads a full-state encoding into a fresh document and reads its text.
     fn decode_text(bytes: &[u8]) -> anyhow::Result<String>;
+}
+
+/// Why an engine could not do one history step.
+#[derive(Debug)]
+pub enum StepError {
+    /// The engine's API cannot do this step (shown as `n/a` with the reason).
+    Unsupported(String),
+    /// The engine tried and failed: the run fails.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for StepError {
+    fn from(err: anyhow::Error) -> Self {
+        StepError::Failed(err)
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepError::Unsupported(reason) => write!(f, "n/a: {reason}"),
+            StepError::Failed(err) => write!(f, "{err:#}"),
+        }
+    }
+}
+
+/// An engine's history API: reading an old version, diffing two versions, forking at
+/// an old version and merging the fork back. Measured by `crate::history`.
+///
+/// The replay goes transaction by transaction (one engine transaction per trace
+/// transaction, as in [`Engine::replay_sequential`]) so versions can be taken between
+/// them, outside the timed regions. The timed methods are [`HistoryEngine::text_at`],
+/// [`HistoryEngine::diff`] and [`HistoryEngine::fork_edit_merge`]; the others set up or
+/// check.
+pub trait HistoryEngine {
+    /// The name shown in reports (the same as the engine's [`Engine::NAME`]).
+    const NAME: &'static str;
+    /// A document that keeps its history.
+    type Doc;
+    /// A version of the document, taken during the replay.
+    type Version;
+    /// What [`HistoryEngine::diff`] returns, in the engine's own form.
+    type Diff;
+    /// A fork: a document (or, for diamond-types, a branch) at an old version.
+    type Fork;
+
+    /// A new document holding `start` (committed, if not empty), set to keep history.
+    fn history_doc(start: &str) -> anyhow::Result<Self::Doc>;
+
+    /// Applies one trace transaction as one engine transaction. `utf16` holds the
+    /// patches' `(pos, del)` in UTF-16 code units.
+    fn apply_txn(
+        doc: &mut Self::Doc,
+        patches: &[Patch],
+        utf16: &[(usize, usize)],
+    ) -> anyhow::Result<()>;
+
+    /// The document's current version.
+    fn version(doc: &mut Self::Doc) -> Self::Version;
+
+    /// The document's current text.
+    fn current_text(doc: &mut Self::Doc) -> anyhow::Result<String>;
+
+    /// The text as it was at `at` (timed).
+    fn text_at(doc: &mut Self::Doc, at: &Self::Version) -> Result<String, StepError>;
+
+    /// Called (untimed) after each [`HistoryEngine::text_at`] to bring the document
+    /// back to its latest version, for engines whose read moves it (Loro's `checkout`
+    /// detaches the document; `checkout_to_latest` costs about half as much again).
+    fn after_read(_doc: &mut Self::Doc) {}
+
+    /// Called (untimed) before each [`HistoryEngine::diff`]: clears what would let a
+    /// repeated diff skip the work (Automerge caches the last diff).
+    fn before_diff(_doc: &mut Self::Doc) {}
+
+    /// The change from `from` to `to` (timed).
+    fn diff(
+        doc: &mut Self::Doc,
+        from: &Self::Version,
+        to: &Self::Version,
+    ) -> Result<Self::Diff, StepError>;
+
+    /// Applies `diff` to `text` (the text at `from`), to check it gives the text at `to`.
+    fn apply_diff(diff: &Self::Diff, text: &str) -> anyhow::Result<String>;
+
+    /// An independent copy of `doc`, history included, to merge a fork into.
+    fn duplicate(doc: &mut Self::Doc) -> anyhow::Result<Self::Doc>;
+
+    /// Forks `doc` at `at` (as another replica), applies `edits` to the fork (one
+    /// transaction each; `utf16` as in [`HistoryEngine::apply_txn`]), and merges the
+    /// fork's changes into `target`, a [`HistoryEngine::duplicate`] of `doc` (timed).
+    fn fork_edit_merge(
+        doc: &mut Self::Doc,
+        target: &mut Self::Doc,
+        at: &Self::Version,
+        edits: &[Patch],
+        utf16: &[(usize, usize)],
+    ) -> Result<Self::Fork, StepError>;
+
+    /// The fork's text.
+    fn fork_text(fork: &mut Self::Fork) -> anyhow::Result<String>;
+
+    /// Merges `target`'s changes into the fork and returns the fork's text, which must
+    /// then equal `target`'s.
+    fn converge(fork: &mut Self::Fork, target: &mut Self::Doc) -> anyhow::Result<String>;
+}
+
+/// One step of a text delta, in chars: the common form of Chorus' and Loro's diffs.
+#[derive(Debug, Clone, Copy)]
+pub enum DeltaStep<'a> {
+    /// Keep this many chars.
+    Retain(usize),
+    /// Insert this text.
+    Insert(&'a str),
+    /// Remove this many chars.
+    Delete(usize),
+}
+
+/// Applies a text delta to `text` (what the delta does not cover is kept).
+pub fn apply_delta<'a>(
+    text: &str,
+    delta: impl IntoIterator<Item = DeltaStep<'a>>,
+) -> anyhow::Result<String> {
+    let mut chars = text.chars();
+    let mut out = String::with_capacity(text.len());
+    for step in delta {
+        match step {
+            DeltaStep::Retain(n) => {
+                let before = out.len();
+                out.extend(chars.by_ref().take(n));
+                anyhow::ensure!(
+                    out[before..].chars().count() == n,
+                    "the delta retains past the end of the text"
+                );
+            }
+            DeltaStep::Insert(s) => out.push_str(s),
+            DeltaStep::Delete(n) => anyhow::ensure!(
+                chars.by_ref().take(n).count() == n,
+                "the delta deletes past the end of the text"
+            ),
+        }
+    }
+    out.extend(chars);
+    Ok(out)
 }
 
 /// A sequential trace, prepared (outside the timed region) for every engine.
