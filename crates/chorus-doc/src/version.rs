@@ -3,7 +3,11 @@
 use std::cmp::Ordering;
 use std::ops::Range;
 
-use crate::{OpId, ReplicaId};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::wire::{ReadError, Reader, put_replica, put_varint};
+use crate::{DecodeError, OpId, ReplicaId};
 
 /// The operations a replica has seen, as `replica → next sequence number`.
 ///
@@ -148,6 +152,83 @@ impl VersionVector {
     }
 }
 
+/// Bytes and text.
+///
+/// ```text
+/// version = varint n · n × (replica (16 bytes) · varint next seq), by replica, no zeros
+/// ```
+///
+/// The same layout as the version vectors in `chorus-sync`'s frames. The text form is
+/// those bytes in URL-safe base64 without padding, so a URL can name a version
+/// (`?version=…`); the empty version is `AA`.
+impl VersionVector {
+    /// Appends this version's bytes to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.entries.len() as u64);
+        for &(r, next) in &self.entries {
+            put_replica(out, r);
+            put_varint(out, next);
+        }
+    }
+
+    /// This version's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 18 * self.entries.len());
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Reads a version from `r`: entries sorted by replica, none of them 0.
+    pub fn read_from(r: &mut Reader<'_>) -> Result<Self, ReadError> {
+        // Each entry takes at least 17 bytes.
+        let n = r.count(17)?;
+        let mut entries = Vec::with_capacity(n);
+        let mut prev: Option<ReplicaId> = None;
+        for _ in 0..n {
+            let replica = r.replica()?;
+            let next = r.varint()?;
+            if prev.is_some_and(|p| p >= replica) {
+                return Err(ReadError::Malformed("version vector not sorted by replica"));
+            }
+            if next == 0 {
+                return Err(ReadError::Malformed("version vector entry of 0"));
+            }
+            prev = Some(replica);
+            entries.push((replica, next));
+        }
+        Ok(VersionVector { entries })
+    }
+
+    /// A version from its bytes ([`to_bytes`](Self::to_bytes)); nothing may follow.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let v = Self::read_from(&mut r)?;
+        r.finish()?;
+        Ok(v)
+    }
+
+    /// This version as URL-safe text.
+    pub fn to_text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.to_bytes())
+    }
+
+    /// A version from its text ([`to_text`](Self::to_text)).
+    pub fn from_text(text: &str) -> Result<Self, DecodeError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .map_err(|_| DecodeError::Malformed("a version's text is not URL-safe base64"))?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+impl std::str::FromStr for VersionVector {
+    type Err = DecodeError;
+
+    fn from_str(s: &str) -> Result<Self, DecodeError> {
+        Self::from_text(s)
+    }
+}
+
 impl std::fmt::Debug for VersionVector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
@@ -194,6 +275,55 @@ mod tests {
             "a lacks all of replica 3"
         );
         assert_eq!(a.missing_from(&m), vec![]);
+    }
+
+    #[test]
+    fn bytes_and_text_round_trip() {
+        for v in [
+            VersionVector::new(),
+            [(r(1), 3)].into_iter().collect(),
+            [(r(7), u64::MAX), (r(2), 1), (r(u128::MAX), 300)]
+                .into_iter()
+                .collect(),
+        ] {
+            assert_eq!(VersionVector::from_bytes(&v.to_bytes()), Ok(v.clone()));
+            let text = v.to_text();
+            assert!(
+                text.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+            assert_eq!(text.parse::<VersionVector>(), Ok(v.clone()));
+        }
+        assert_eq!(VersionVector::new().to_text(), "AA");
+    }
+
+    #[test]
+    fn malformed_versions_are_refused() {
+        let good: VersionVector = [(r(1), 3), (r(2), 1)].into_iter().collect();
+        let bytes = good.to_bytes();
+        for cut in 0..bytes.len() {
+            assert!(
+                VersionVector::from_bytes(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(VersionVector::from_bytes(&extra).is_err());
+        // Out of order, and a zero entry.
+        let mut swapped = vec![2];
+        swapped.extend_from_slice(r(2).as_bytes());
+        swapped.push(1);
+        swapped.extend_from_slice(r(1).as_bytes());
+        swapped.push(1);
+        assert!(VersionVector::from_bytes(&swapped).is_err());
+        let mut zero = vec![1];
+        zero.extend_from_slice(r(1).as_bytes());
+        zero.push(0);
+        assert!(VersionVector::from_bytes(&zero).is_err());
+        for text in ["", "!!", "AAA=", "not a version"] {
+            assert!(VersionVector::from_text(text).is_err(), "{text:?}");
+        }
     }
 
     #[test]

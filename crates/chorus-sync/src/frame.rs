@@ -197,33 +197,11 @@ impl Message {
 }
 
 fn put_vv(out: &mut Vec<u8>, vv: &VersionVector) {
-    put_varint(out, vv.len() as u64);
-    for (r, next) in vv.iter() {
-        put_replica(out, r);
-        put_varint(out, next);
-    }
+    vv.write_to(out);
 }
 
 fn read_vv(r: &mut Reader<'_>) -> Result<VersionVector, ProtocolError> {
-    // Each entry takes at least 17 bytes.
-    let n = r.count(17)?;
-    let mut vv = VersionVector::new();
-    let mut prev: Option<ReplicaId> = None;
-    for _ in 0..n {
-        let replica = r.replica()?;
-        let next = r.varint()?;
-        if prev.is_some_and(|p| p >= replica) {
-            return Err(ProtocolError::Malformed(
-                "version vector not sorted by replica",
-            ));
-        }
-        if next == 0 {
-            return Err(ProtocolError::Malformed("version vector entry of 0"));
-        }
-        prev = Some(replica);
-        vv.observe(replica, next);
-    }
-    Ok(vv)
+    Ok(VersionVector::read_from(r)?)
 }
 
 /// A frame's field could not be read: the frame is cut short or malformed.
