@@ -125,6 +125,8 @@ pub(crate) struct Mask {
     dels: Vec<u32>,
     /// The version's undeletes: per delete op they undo, how many name it.
     undone: HashMap<Lv, u32>,
+    /// Bit `lv` is set when item `lv` is visible at the version (included, not hidden).
+    vis: Vec<u64>,
 }
 
 impl Mask {
@@ -135,11 +137,7 @@ impl Mask {
 
     #[inline]
     fn visible(&self, lv: Lv) -> bool {
-        self.has(lv) && self.dels[lv as usize] == 0
-    }
-
-    fn all(&self, lo: Lv, hi: Lv) -> bool {
-        (lo..=hi).all(|lv| self.has(lv))
+        self.vis[(lv / 64) as usize] & (1 << (lv % 64)) != 0
     }
 }
 
@@ -360,11 +358,32 @@ impl Doc {
             ranges,
             dels: Vec::new(),
             undone: HashMap::new(),
+            vis: Vec::new(),
         };
-        // Closed: every reference of an included op is included.
+        // Closed: every reference of an included op is included (everything is, at
+        // the current version).
+        let everything = mask
+            .ranges
+            .iter()
+            .map(|(lo, hi)| u64::from(hi - lo))
+            .sum::<u64>()
+            == u64::from(n);
         let mut deletes: Vec<(usize, Lv, Lv)> = Vec::new();
         for (i, lo, hi) in self.pieces(&mask.ranges) {
             let e = &self.log.entries[i];
+            if everything {
+                match e.op {
+                    Op::Delete { .. } => deletes.push((i, lo, hi)),
+                    Op::Undelete { target } => {
+                        let t = target + (lo - e.lv);
+                        for d in t..t + (hi - lo) {
+                            *mask.undone.entry(d).or_default() += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             let ok = match e.op {
                 Op::Insert {
                     origin_left,
@@ -374,14 +393,14 @@ impl Doc {
                 Op::Delete { .. } => {
                     deletes.push((i, lo, hi));
                     let (a, b) = (Doc::delete_target(e, lo), Doc::delete_target(e, hi - 1));
-                    mask.all(a.min(b), a.max(b))
+                    uniform(&mask.bits, a.min(b), a.max(b) + 1) == Some(true)
                 }
                 Op::Undelete { target } => {
                     let t = target + (lo - e.lv);
                     for d in t..t + (hi - lo) {
                         *mask.undone.entry(d).or_default() += 1;
                     }
-                    mask.all(t, t + (hi - lo) - 1)
+                    uniform(&mask.bits, t, t + (hi - lo)) == Some(true)
                 }
                 Op::Atom { idx } => match &self.log.atoms[idx as usize] {
                     Atom::Set { preds, .. } => preds.iter().all(|&p| mask.has(p)),
@@ -396,15 +415,19 @@ impl Doc {
             }
         }
         let mut dels = vec![0u32; n as usize];
+        let mut vis = mask.bits.clone();
         for (i, lo, hi) in deletes {
             let e = &self.log.entries[i];
             for d in lo..hi {
-                if !mask.undone.contains_key(&d) {
-                    dels[Doc::delete_target(e, d) as usize] += 1;
+                if mask.undone.is_empty() || !mask.undone.contains_key(&d) {
+                    let t = Doc::delete_target(e, d);
+                    dels[t as usize] += 1;
+                    vis[(t / 64) as usize] &= !(1 << (t % 64));
                 }
             }
         }
         mask.dels = dels;
+        mask.vis = vis;
         Ok(mask)
     }
 
@@ -435,7 +458,17 @@ impl Doc {
             undone: mask.undone.clone(),
             ..Branch::default()
         };
-        for (i, lo, _) in self.pieces(&mask.ranges) {
+        // Without trees (a diff, a revert) only counters, registers and maps matter.
+        let atoms = self
+            .fields
+            .iter()
+            .any(|f| !matches!(f.kind, Kind::Text | Kind::List));
+        let pieces = if trees || atoms {
+            &mask.ranges[..]
+        } else {
+            &[]
+        };
+        for (i, lo, _) in self.pieces(pieces) {
             let e = &self.log.entries[i];
             let lamport = e.lamport + u64::from(lo - e.lv);
             let replica = self.log.agents[e.agent as usize].id;
@@ -471,6 +504,16 @@ impl Doc {
         let mut out = Tree::new();
         let mut index = crate::tree::LvIndex::default();
         for r in tree.runs() {
+            // Whole runs first: most are wholly in or out, and most of those visible.
+            match uniform(&mask.bits, r.lv, r.lv + r.len) {
+                Some(false) => continue,
+                Some(true) if uniform(&mask.vis, r.lv, r.lv + r.len) == Some(true) => {
+                    let run = Run { dels: 0, ..*r };
+                    out.insert(out.end(), run, &self.content, &mut index);
+                    continue;
+                }
+                _ => {}
+            }
             let mut k = 0;
             while k < r.len {
                 let lv = r.lv + k;
@@ -535,8 +578,21 @@ impl Doc {
         let mut list: Vec<ListDelta> = Vec::new();
         let mut retain = 0usize;
         let mut changed = false;
+        let units = |r: &Run| match unit {
+            TextUnit::Utf16 if !is_list => r.utf16_len as usize,
+            _ => r.len as usize,
+        };
         for r in tree.runs() {
-            let mut k = 0;
+            let (end, mut k) = (r.lv + r.len, 0);
+            // Whole runs first: most look the same at both versions.
+            match (uniform(&a.vis, r.lv, end), uniform(&b.vis, r.lv, end)) {
+                (Some(false), Some(false)) => continue,
+                (Some(true), Some(true)) => {
+                    retain += units(r);
+                    continue;
+                }
+                _ => {}
+            }
             while k < r.len {
                 let lv = r.lv + k;
                 let (va, vb) = (a.visible(lv), b.visible(lv));
@@ -545,11 +601,12 @@ impl Doc {
                     j += 1;
                 }
                 if va || vb {
-                    let piece = self.sub_run(r, k, j, is_list, 0);
-                    let n = match unit {
-                        TextUnit::Utf16 if !is_list => piece.utf16_len as usize,
-                        _ => piece.len as usize,
+                    let piece = if j - k == r.len {
+                        *r
+                    } else {
+                        self.sub_run(r, k, j, is_list, 0)
                     };
+                    let n = units(&piece);
                     if va && vb {
                         retain += n;
                     } else {
@@ -725,6 +782,30 @@ fn counter_of(b: &Branch, f: u32) -> i64 {
         Body::Counter(v) => v,
         _ => 0,
     }
+}
+
+/// Whether bits `lo..hi` (not empty) are all set (`Some(true)`), all clear
+/// (`Some(false)`), or mixed.
+fn uniform(bits: &[u64], lo: Lv, hi: Lv) -> Option<bool> {
+    let (mut any, mut all) = (false, true);
+    let mut lv = lo;
+    while lv < hi {
+        let (w, b) = ((lv / 64) as usize, lv % 64);
+        let n = (64 - b).min(hi - lv);
+        let m = if n == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << n) - 1) << b
+        };
+        let x = bits[w] & m;
+        any |= x != 0;
+        all &= x == m;
+        if any && !all {
+            return None;
+        }
+        lv += n;
+    }
+    Some(all)
 }
 
 fn set_bits(bits: &mut [u64], lo: Lv, hi: Lv) {
