@@ -784,41 +784,44 @@ fn counter_of(b: &Branch, f: u32) -> i64 {
     }
 }
 
+/// The words of a bit set that bits `lo..hi` fall in, each with the mask of those bits.
+fn words(lo: Lv, hi: Lv) -> impl Iterator<Item = (usize, u64)> {
+    let mut lv = lo;
+    std::iter::from_fn(move || {
+        if lv >= hi {
+            return None;
+        }
+        let (w, b) = ((lv / 64) as usize, lv % 64);
+        let n = (64 - b).min(hi - lv);
+        lv += n;
+        Some((
+            w,
+            if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << b
+            },
+        ))
+    })
+}
+
 /// Whether bits `lo..hi` (not empty) are all set (`Some(true)`), all clear
 /// (`Some(false)`), or mixed.
 fn uniform(bits: &[u64], lo: Lv, hi: Lv) -> Option<bool> {
     let (mut any, mut all) = (false, true);
-    let mut lv = lo;
-    while lv < hi {
-        let (w, b) = ((lv / 64) as usize, lv % 64);
-        let n = (64 - b).min(hi - lv);
-        let m = if n == 64 {
-            u64::MAX
-        } else {
-            ((1u64 << n) - 1) << b
-        };
+    for (w, m) in words(lo, hi) {
         let x = bits[w] & m;
         any |= x != 0;
         all &= x == m;
         if any && !all {
             return None;
         }
-        lv += n;
     }
     Some(all)
 }
 
 fn set_bits(bits: &mut [u64], lo: Lv, hi: Lv) {
-    let mut lv = lo;
-    while lv < hi {
-        let (w, b) = ((lv / 64) as usize, lv % 64);
-        let n = (64 - b).min(hi - lv);
-        let m = if n == 64 {
-            u64::MAX
-        } else {
-            ((1u64 << n) - 1) << b
-        };
+    for (w, m) in words(lo, hi) {
         bits[w] |= m;
-        lv += n;
     }
 }
