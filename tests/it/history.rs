@@ -17,8 +17,8 @@ use chorus_doc::{
     TextDelta, TextUnit, TextView, Value,
 };
 
-use crate::types_convergence::{KEYS, Longest, Sim, Snapshot, longest, run_many};
-use crate::util::{Rng, rid, seeds};
+use crate::types_convergence::{KEYS, Longest, Sim, Snapshot, change_message, longest, run_many};
+use crate::util::{Rng, rid, seeds, writer_of};
 
 /// Where the views of a document or of a checkout come from.
 trait Source {
@@ -293,9 +293,129 @@ fn sync_all(docs: &mut [Doc]) {
     }
 }
 
+/// Every text of `src` (the root texts and the texts in map "m").
+fn texts<'s, S: Source>(src: &'s S) -> Vec<(String, TextView<'s>)> {
+    let mut out = vec![
+        ("t".to_string(), src.text("t")),
+        ("dual".to_string(), src.text("dual")),
+    ];
+    let m = src.map("m");
+    for k in m.keys() {
+        if m.get(k) == Some(MapValue::Container(Kind::Text)) {
+            out.push((format!("m.{k}"), m.text(k)));
+        }
+    }
+    out
+}
+
+/// Blame of every text of `src`: the runs cover the text; every char's author, told
+/// by the char itself (each writer types its own chars, `writer_of`; `extra` are other
+/// typists' strings), is the run's replica; a recorded message names the change's
+/// replica and first op, as the runs wrote it.
+fn check_blame<S: Source>(
+    src: &S,
+    writers: &[chorus_doc::ReplicaId],
+    extra: &[(&str, chorus_doc::ReplicaId)],
+    ctx: &str,
+) {
+    for (name, t) in texts(src) {
+        let text: Vec<char> = t.to_string().chars().collect();
+        let runs = t.blame(0..text.len()).unwrap();
+        let mut at = 0;
+        for b in &runs {
+            assert_eq!(
+                b.range.start, at,
+                "{ctx}: {name}: blame runs are contiguous"
+            );
+            assert!(b.range.end > at, "{ctx}: {name}: an empty blame run");
+            at = b.range.end;
+            for (k, &c) in text[b.range.clone()].iter().enumerate() {
+                let who = writer_of(c)
+                    .map(|w| writers[w])
+                    .or_else(|| extra.iter().find(|(s, _)| s.contains(c)).map(|&(_, r)| r));
+                assert_eq!(
+                    who,
+                    Some(b.change.replica),
+                    "{ctx}: {name}: char {} ({c:?}) blamed on the wrong replica",
+                    b.range.start + k
+                );
+            }
+            let c = &b.change;
+            assert!(!c.seqs.is_empty(), "{ctx}: {name}: a change without ops");
+            if let Some(m) = &c.message {
+                assert_eq!(
+                    **m,
+                    change_message(c.replica, c.seqs.start),
+                    "{ctx}: {name}: the message of another change"
+                );
+                assert!(c.time.is_some(), "{ctx}: {name}: message without time");
+            }
+        }
+        assert_eq!(at, text.len(), "{ctx}: {name}: blame covers the text");
+        let utf16 = t.blame_utf16(0..t.len_utf16()).unwrap();
+        assert_eq!(utf16.len(), runs.len(), "{ctx}: {name}: UTF-16 blame runs");
+        assert_eq!(
+            utf16.last().map_or(0, |b| b.range.end),
+            t.len_utf16(),
+            "{ctx}: {name}: UTF-16 blame covers the text"
+        );
+    }
+}
+
+/// The history listing accounts for every op once, in groups of one writer each,
+/// with versions that grow to the document's and open.
+fn check_listing(doc: &Doc, rng: &mut Rng, ctx: &str) {
+    for gap in [0, 60_000, u64::MAX] {
+        let groups = doc.history(gap);
+        let ops: u64 = groups
+            .iter()
+            .map(|g| g.inserted + g.deleted + g.other)
+            .sum();
+        assert_eq!(
+            ops,
+            doc.version().total_ops(),
+            "{ctx}: gap {gap}: ops listed"
+        );
+        let mut prev = chorus_doc::VersionVector::new();
+        for g in &groups {
+            assert!(!g.changes.is_empty(), "{ctx}: an empty group");
+            for c in &g.changes {
+                assert_eq!(c.replica, g.replica, "{ctx}: a change in another's group");
+                if let Some(m) = &c.message {
+                    assert_eq!(**m, change_message(c.replica, c.seqs.start), "{ctx}");
+                }
+            }
+            for (r, n) in prev.iter() {
+                assert!(g.version.get(&r) >= n, "{ctx}: group versions shrink");
+            }
+            assert!(
+                g.version.total_ops() > prev.total_ops(),
+                "{ctx}: a group adds nothing"
+            );
+            prev = g.version.clone();
+        }
+        assert_eq!(
+            &prev,
+            doc.version(),
+            "{ctx}: gap {gap}: last group's version"
+        );
+        if !groups.is_empty() {
+            let g = &groups[rng.below(groups.len())];
+            doc.at(&g.version)
+                .unwrap_or_else(|e| panic!("{ctx}: a group's version does not open: {e}"));
+        }
+    }
+}
+
 fn check_history(sim: &Sim) {
     let seed = sim.seed;
     let mut rng = Rng::new(seed ^ 0x4157_0e1c);
+    let writers: Vec<_> = sim.replicas.iter().map(|r| r.doc.replica_id()).collect();
+    for (i, r) in sim.replicas.iter().enumerate() {
+        let ctx = format!("seed {seed}: replica {i}");
+        check_blame(&r.doc, &writers, &[], &ctx);
+        check_listing(&r.doc, &mut rng, &ctx);
+    }
     // Every snapshot, read at its version on every replica.
     for (i, r) in sim.replicas.iter().enumerate() {
         for (k, snap) in sim.snapshots.iter().enumerate() {
@@ -309,6 +429,14 @@ fn check_history(sim: &Sim) {
                 "seed {seed}: replica {i}: at(snapshot {k}, taken on replica {})",
                 snap.replica
             );
+            if k % 4 == 0 {
+                check_blame(
+                    &at,
+                    &writers,
+                    &[],
+                    &format!("seed {seed}: at(snapshot {k})"),
+                );
+            }
         }
     }
     if sim.snapshots.is_empty() {
@@ -407,6 +535,13 @@ fn check_history(sim: &Sim) {
         assert!(
             d.text("t").to_string().contains("<concurrent>"),
             "seed {seed}: the concurrent edit survives the revert"
+        );
+        let extra = [("<concurrent>", docs[b].replica_id())];
+        check_blame(
+            d,
+            &writers,
+            &extra,
+            &format!("seed {seed}: after revert, doc {i}"),
         );
     }
     // A replica that applies the revert later shows it too (the revert made new ops).

@@ -36,11 +36,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use chorus_doc::{
-    Doc, Kind, MapValue, MapView, MergeRule, OpId, RegisterView, ReplicaId, Rule, UndoManager,
-    Value, VersionVector,
+    CommitOptions, Doc, Kind, MapValue, MapView, MergeRule, OpId, RegisterView, ReplicaId, Rule,
+    UndoManager, Value, VersionVector,
 };
 
-use crate::util::{FaultyNet, Rng, random_text, rid, run_seeds, seed_start, seeds};
+use crate::util::{FaultyNet, Rng, random_text, rid, run_seeds, seed_start, seeds, writer_text};
 
 /// The largest physical time a hybrid clock stamp holds (48 bits of milliseconds).
 const MAX_MS: u64 = (1 << 48) - 1;
@@ -76,6 +76,11 @@ impl MergeRule for Longest {
             b.clone()
         }
     }
+}
+
+/// The message the runs give a change of `replica` starting at `seq`.
+pub(crate) fn change_message(replica: ReplicaId, seq: u64) -> String {
+    format!("{:x}:{seq}", replica.as_u128())
 }
 
 pub(crate) fn longest() -> Rule {
@@ -694,7 +699,7 @@ impl Sim {
                     let mut t = tx.text("t");
                     let len = t.len();
                     if len == 0 || rng.chance(60) {
-                        let s = random_text(rng, 4);
+                        let s = writer_text(rng, 4, i);
                         t.insert(rng.range(0, len), &s).unwrap();
                         ctx.opaque(s.chars().count() as u64);
                     } else {
@@ -720,7 +725,7 @@ impl Sim {
                 // The root name "dual": a text on some replicas, a counter on others.
                 18..22 => {
                     let (kind, n) = if rng.chance(50) {
-                        let s = random_text(rng, 3);
+                        let s = writer_text(rng, 3, i);
                         let mut t = tx.text("dual");
                         let len = t.len();
                         t.insert(rng.range(0, len), &s).unwrap();
@@ -840,7 +845,7 @@ impl Sim {
                                 let mut t = m.text(key).unwrap();
                                 let len = t.len();
                                 if len == 0 || rng.chance(70) {
-                                    let s = random_text(rng, 3);
+                                    let s = writer_text(rng, 3, i);
                                     t.insert(rng.range(0, len), &s).unwrap();
                                     ctx.opaque(s.chars().count() as u64);
                                 } else {
@@ -957,7 +962,17 @@ impl Sim {
             assert_eq!(d.to_json(), json, "seed {seed}: rollback changed the JSON");
             return;
         }
-        let change = tx.commit();
+        // Two commits in three carry metadata naming their own ops, which blame and
+        // the history listing must give back with exactly those ops.
+        let change = if start_seq % 3 == 0 {
+            tx.commit()
+        } else {
+            tx.commit_with(
+                CommitOptions::new()
+                    .message(change_message(me, start_seq))
+                    .time(nows.last().copied().unwrap_or(0)),
+            )
+        };
         self.committed += 1;
         match &change {
             None => assert_eq!(

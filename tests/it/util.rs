@@ -64,6 +64,39 @@ pub fn random_text(rng: &mut Rng, max_len: usize) -> String {
     (0..n).map(|_| POOL[rng.below(POOL.len())]).collect()
 }
 
+/// The chars writer `w` (< 6) types in [`writer_text`]: its own four capital letters,
+/// two 2-byte, two 3-byte and two astral chars, none of them shared with another
+/// writer, so whoever typed a char can be told from the char alone.
+fn writer_pool(w: usize) -> [char; 10] {
+    assert!(w < 6, "writer_text supports six writers");
+    let at = |base: u32, k: usize| char::from_u32(base + (w * 2 + k) as u32).unwrap();
+    let cap = |k: usize| char::from(b'A' + (w * 4 + k) as u8);
+    [
+        cap(0),
+        cap(1),
+        cap(2),
+        cap(3),
+        at(0xC0, 0),
+        at(0xC0, 1),
+        at(0x4E00, 0),
+        at(0x4E00, 1),
+        at(0x1F600, 0),
+        at(0x1F600, 1),
+    ]
+}
+
+/// A random string of `1..=max_len` chars that only writer `w` types.
+pub fn writer_text(rng: &mut Rng, max_len: usize, w: usize) -> String {
+    let pool = writer_pool(w);
+    let n = rng.range(1, max_len);
+    (0..n).map(|_| pool[rng.below(pool.len())]).collect()
+}
+
+/// The writer whose [`writer_text`] holds `c`.
+pub fn writer_of(c: char) -> Option<usize> {
+    (0..6).find(|&w| writer_pool(w).contains(&c))
+}
+
 pub fn rid(n: u128) -> ReplicaId {
     ReplicaId::from_u128(n)
 }

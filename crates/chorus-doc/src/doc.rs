@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::branch::{Body, Branch, apply_atom_to};
+use crate::changes::{ChangeMeta, CommitOptions};
 use crate::encoding::{self, Content, ContentRef, OpRef, RunRef, WireOp, WireRun};
 use crate::events::{Observers, Recorder};
 use crate::ids::ReplicaIndex;
@@ -193,8 +194,10 @@ impl Doc {
         self.ensure_index();
         let empty = Plan::default();
         let sizes = std::cell::Cell::new((0, 0));
+        let mut changes = Vec::new();
         let ordered = encoding::decode_each(
             bytes,
+            &mut changes,
             |runs, text| sizes.set((runs, text)),
             |run| {
                 if self.fields.is_empty() {
@@ -230,7 +233,38 @@ impl Doc {
             },
         )?;
         self.log.refresh_version(self.me);
+        if ordered {
+            self.add_changes(changes);
+        }
         Ok(ordered)
+    }
+
+    /// Keeps the change records an applied update carried.
+    fn add_changes(&mut self, changes: Vec<ChangeMeta>) {
+        for c in changes {
+            self.log.changes.insert(c);
+        }
+    }
+
+    /// The change records that describe any of `runs`' operations.
+    pub(crate) fn changes_for(&self, runs: &[WireRun]) -> Vec<ChangeMeta> {
+        if self.log.changes.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for run in runs {
+            for c in self
+                .log
+                .changes
+                .overlapping(&run.replica, run.seq..run.end_seq())
+            {
+                if seen.insert((c.replica, c.seq)) {
+                    out.push(c.clone());
+                }
+            }
+        }
+        out
     }
 
     /// This replica's id.
@@ -289,7 +323,8 @@ impl Doc {
 
     /// The operations a replica at version `since` lacks, as one update, in causal order.
     pub fn encode_since(&self, since: &VersionVector) -> Vec<u8> {
-        encoding::encode_runs(&self.runs_since(since))
+        let runs = self.runs_since(since);
+        encoding::encode_runs(&runs, &self.changes_for(&runs))
     }
 
     /// Applies an update from a peer or from disk.
@@ -336,8 +371,10 @@ impl Doc {
             }
             loaded?;
         }
-        let runs = encoding::decode_runs(update)?;
-        self.apply_runs(runs)
+        let (runs, changes) = encoding::decode_runs(update)?;
+        let report = self.apply_runs(runs)?;
+        self.add_changes(changes);
+        Ok(report)
     }
 
     /// For each replica, one past the last of its operations that `update` carries,
@@ -348,6 +385,7 @@ impl Doc {
         let mut extent = VersionVector::new();
         encoding::decode_each(
             update,
+            &mut Vec::new(),
             |_, _| {},
             |run| {
                 extent.observe(run.replica, run.seq.saturating_add(u64::from(run.len)));
@@ -377,6 +415,7 @@ impl Doc {
     /// and the version vector. Meant for tests; an error is a bug in Chorus.
     pub fn check(&self) -> Result<(), CheckError> {
         let err = |s: String| Err(CheckError(s));
+        self.log.changes.check().map_err(CheckError)?;
         let mut lv = 0;
         for e in &self.log.entries {
             if e.lv != lv || e.len == 0 {
@@ -868,28 +907,12 @@ impl Doc {
     }
 
     fn utf16_to_char_in(&self, field: Option<u32>, pos: usize) -> Result<usize, EditError> {
-        let Some(f) = field else {
-            return if pos == 0 {
-                Ok(0)
-            } else {
-                Err(EditError::OutOfRange { pos, len: 0 })
-            };
-        };
-        let tree = self.branch.seq(f);
-        let total = tree.total();
-        if pos > total.utf16 as usize {
-            return Err(EditError::OutOfRange {
-                pos,
-                len: total.utf16 as usize,
-            });
+        TextView {
+            doc: self,
+            branch: &self.branch,
+            field,
         }
-        Ok(
-            match tree.find_visible(pos as u32, Unit::Utf16, &self.content) {
-                Ok(Some((_, chars))) => chars as usize,
-                Ok(None) => total.chars as usize,
-                Err(_) => return Err(EditError::NotCharBoundary { pos }),
-            },
-        )
+        .utf16_to_char(pos)
     }
 
     /// Integrates a remote insert run (LVs already assigned) with FugueMax ordering.
@@ -2264,17 +2287,34 @@ impl<'d> Transaction<'d> {
 
     /// Commits; `None` if the transaction made no operations.
     pub fn commit(self) -> Option<Change> {
+        self.commit_with(CommitOptions::default())
+    }
+
+    /// Commits with a message and time kept in the log and sent with the change's
+    /// operations (see [`Doc::history`] and [`TextView::blame`]); `None` if the
+    /// transaction made no operations (nothing is recorded then).
+    pub fn commit_with(self, options: CommitOptions) -> Option<Change> {
         let mut this = std::mem::ManuallyDrop::new(self);
         let me = this.doc.me;
         this.doc.log.refresh_version(me);
         this.doc.finish_recording(true);
         let doc: &Doc = &*this.doc;
         let end = doc.log.agents[doc.me as usize].next_seq();
-        (end > this.start_seq).then(|| Change {
+        let change = (end > this.start_seq).then(|| Change {
             replica: doc.replica,
             seqs: this.start_seq..end,
             lamport: this.start_lamport,
-        })
+        })?;
+        if !options.is_empty() {
+            this.doc.log.changes.insert(ChangeMeta {
+                replica: change.replica,
+                seq: change.seqs.start,
+                len: change.seqs.end - change.seqs.start,
+                time: options.time,
+                message: options.message.map(Into::into),
+            });
+        }
+        Some(change)
     }
 
     /// Discards the transaction's edits (what dropping it does).
@@ -2441,7 +2481,27 @@ impl<'d> TextView<'d> {
 
     /// Converts a UTF-16 position to a char position.
     pub fn utf16_to_char(&self, pos: usize) -> Result<usize, EditError> {
-        self.doc.utf16_to_char_in(self.field, pos)
+        let Some(tree) = self.tree() else {
+            return if pos == 0 {
+                Ok(0)
+            } else {
+                Err(EditError::OutOfRange { pos, len: 0 })
+            };
+        };
+        let total = tree.total();
+        if pos > total.utf16 as usize {
+            return Err(EditError::OutOfRange {
+                pos,
+                len: total.utf16 as usize,
+            });
+        }
+        Ok(
+            match tree.find_visible(pos as u32, Unit::Utf16, &self.doc.content) {
+                Ok(Some((_, chars))) => chars as usize,
+                Ok(None) => total.chars as usize,
+                Err(_) => return Err(EditError::NotCharBoundary { pos }),
+            },
+        )
     }
 
     /// Converts a char position to a UTF-16 position.

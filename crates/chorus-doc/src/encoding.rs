@@ -1,8 +1,8 @@
-//! The binary update format (version 2), shared by full states and deltas.
+//! The binary update format (version 3), shared by full states and deltas.
 //!
 //! ```text
-//! update   = magic "CHRS" · version u8 (= 2) · replicas · fields
-//!            · block(meta) · block(content) · block(values)
+//! update   = magic "CHRS" · version u8 (2 or 3) · replicas · fields
+//!            · block(meta) · block(content) · block(values) · [block(changes)]
 //! replicas = varint n · n × 16-byte replica id
 //! fields   = varint n · n × (varint parent · varint len · UTF-8 name · kind)
 //!            (parent 0 = the root, i + 1 = the map at entry i, which comes earlier)
@@ -12,7 +12,13 @@
 //! meta     = varint n_runs · 10 × (varint len · column)
 //! content  = the UTF-8 text of every text insert run, in run order
 //! values   = list elements, register values, map keys and map values, in run order
+//! changes  = varint n · n × (varint replica index · zigzag seq delta · varint len · u8 flags
+//!            · [zigzag time delta] · [varint len · UTF-8 message])   (version 3 only)
 //! ```
+//!
+//! Version 3 adds the changes block: the metadata (time, message) of the changes whose
+//! operations the update carries. An update with no change metadata is written as
+//! version 2, byte for byte what earlier builds wrote, and both versions are read.
 //!
 //! A run is one stretch of operations by one replica (see `PROTOCOL.md` for the
 //! per-run layout). Runs are in causal order. Integers are LEB128 varints; signed
@@ -24,6 +30,7 @@
 
 use std::sync::Arc;
 
+use crate::changes::ChangeMeta;
 use crate::ids::ReplicaIndex;
 use crate::types::FieldKey;
 use crate::value::{put_value, read_value};
@@ -31,8 +38,13 @@ use crate::wire::{Reader, put_replica, put_str, put_varint, unzigzag, zigzag};
 use crate::{DecodeError, Kind, MapValue, OpId, ReplicaId, Rule, Value};
 
 const MAGIC: &[u8; 4] = b"CHRS";
-/// The format version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u8 = 2;
+/// The format version this build writes when an update carries change metadata.
+pub(crate) const FORMAT_VERSION: u8 = 3;
+/// The format version of updates without change metadata (also read).
+const FORMAT_V2: u8 = 2;
+/// Flags of a change record.
+const CH_TIME: u8 = 1;
+const CH_MESSAGE: u8 = 2;
 /// Containers may nest at most this deep (the root's fields are depth 0).
 pub(crate) const MAX_DEPTH: usize = 64;
 /// A compressed block may not claim to expand more than this many times.
@@ -272,8 +284,8 @@ fn put_id(col: &mut Vec<u8>, agents: &mut ReplicaIndex, id: OpId) {
     put_varint(col, id.seq);
 }
 
-/// Encodes `runs` (in causal order) as one update.
-pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
+/// Encodes `runs` (in causal order) and the metadata of their changes as one update.
+pub(crate) fn encode_runs(runs: &[WireRun], changes: &[ChangeMeta]) -> Vec<u8> {
     let mut agents = ReplicaIndex::default();
     let mut fields = FieldTable::default();
     let intern = |r: ReplicaId, agents: &mut ReplicaIndex| -> u64 { agents.insert(r).0 as u64 };
@@ -416,6 +428,33 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
         prev_field = field;
     }
 
+    let mut change_block = Vec::new();
+    if !changes.is_empty() {
+        put_varint(&mut change_block, changes.len() as u64);
+        let mut prev_end: Vec<u64> = Vec::new();
+        let mut prev_time = 0u64;
+        for c in changes {
+            let agent = intern(c.replica, &mut agents);
+            put_varint(&mut change_block, agent);
+            if prev_end.len() <= agent as usize {
+                prev_end.resize(agent as usize + 1, 0);
+            }
+            let exp = &mut prev_end[agent as usize];
+            put_varint(&mut change_block, zigzag(c.seq.wrapping_sub(*exp) as i64));
+            *exp = c.end();
+            put_varint(&mut change_block, c.len);
+            let flags = if c.time.is_some() { CH_TIME } else { 0 }
+                | if c.message.is_some() { CH_MESSAGE } else { 0 };
+            change_block.push(flags);
+            if let Some(t) = c.time {
+                put_varint(&mut change_block, zigzag(t.wrapping_sub(prev_time) as i64));
+                prev_time = t;
+            }
+            if let Some(m) = &c.message {
+                put_str(&mut change_block, m);
+            }
+        }
+    }
     let mut meta = Vec::with_capacity(cols.iter().map(Vec::len).sum::<usize>() + 32);
     put_varint(&mut meta, runs.len() as u64);
     for c in &cols {
@@ -424,7 +463,11 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
     }
     let mut head = Vec::with_capacity(64);
     head.extend_from_slice(MAGIC);
-    head.push(FORMAT_VERSION);
+    head.push(if changes.is_empty() {
+        FORMAT_V2
+    } else {
+        FORMAT_VERSION
+    });
     let out = &mut head;
     put_varint(out, agents.ids().len() as u64);
     for &a in agents.ids() {
@@ -448,13 +491,18 @@ pub(crate) fn encode_runs(runs: &[WireRun]) -> Vec<u8> {
             .iter()
             .map(|f| std::mem::size_of::<FieldKey>() + f.name.len() + 64)
             .sum::<usize>()
-        + n_values * std::mem::size_of::<Value>();
+        + n_values * std::mem::size_of::<Value>()
+        + change_block.len()
+        + std::mem::size_of_val(changes);
     let write = |compress: bool| {
         let mut out = head.clone();
         out.reserve(meta.len() / 2 + content.len() / 2 + values.len() + 16);
         put_block(&mut out, &meta, compress);
         put_block(&mut out, content.as_bytes(), compress);
         put_block(&mut out, &values, compress);
+        if !changes.is_empty() {
+            put_block(&mut out, &change_block, compress);
+        }
         out
     };
     let out = write(true);
@@ -534,11 +582,13 @@ fn checked_seq(base: u64, delta: u64) -> Result<u64, DecodeError> {
 }
 
 /// Decodes an update into runs. Nothing is applied; every structural error is found here.
-pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
+pub(crate) fn decode_runs(bytes: &[u8]) -> Result<(Vec<WireRun>, Vec<ChangeMeta>), DecodeError> {
     let n = std::cell::Cell::new(0);
     let mut runs = Vec::new();
+    let mut changes = Vec::new();
     decode_each(
         bytes,
+        &mut changes,
         |count, _| n.set(count),
         |run| {
             if runs.is_empty() {
@@ -548,7 +598,7 @@ pub(crate) fn decode_runs(bytes: &[u8]) -> Result<Vec<WireRun>, DecodeError> {
             Ok(true)
         },
     )?;
-    Ok(runs)
+    Ok((runs, changes))
 }
 
 /// One run as decoded, borrowing the update's text.
@@ -668,6 +718,66 @@ impl WireRun {
 }
 
 /// Reads a container kind.
+/// Reads the changes block into `out`, charging what it allocates to `budget`.
+fn read_changes(
+    block: &[u8],
+    agents: &[ReplicaId],
+    budget: &mut usize,
+    out: &mut Vec<ChangeMeta>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader::new(block);
+    // Each record takes at least 4 bytes.
+    let n = r.count(4)?;
+    if n == 0 {
+        return Err(DecodeError::Malformed("an empty changes block"));
+    }
+    let too_much = DecodeError::Malformed("update expands too much");
+    *budget = budget
+        .checked_sub(n.saturating_mul(std::mem::size_of::<ChangeMeta>()))
+        .ok_or(too_much.clone())?;
+    out.reserve_exact(n);
+    let mut prev_end: Vec<u64> = vec![0; agents.len()];
+    let mut prev_time = 0u64;
+    for _ in 0..n {
+        let a = r.index(agents.len(), "replica index out of range")?;
+        let seq = prev_end[a].wrapping_add(unzigzag(r.varint()?) as u64);
+        let len = r.varint()?;
+        if len == 0 {
+            return Err(DecodeError::Malformed("a change with no operations"));
+        }
+        let end = seq.checked_add(len).ok_or(DecodeError::Malformed(
+            "a change's sequence numbers overflow",
+        ))?;
+        prev_end[a] = end;
+        let flags = r.u8()?;
+        if flags & !(CH_TIME | CH_MESSAGE) != 0 {
+            return Err(DecodeError::Malformed("unknown change flags"));
+        }
+        let time = if flags & CH_TIME != 0 {
+            prev_time = prev_time.wrapping_add(unzigzag(r.varint()?) as u64);
+            Some(prev_time)
+        } else {
+            None
+        };
+        let message = if flags & CH_MESSAGE != 0 {
+            let m = read_str(&mut r)?;
+            *budget = budget.checked_sub(m.len()).ok_or(too_much.clone())?;
+            Some(m)
+        } else {
+            None
+        };
+        out.push(ChangeMeta {
+            replica: agents[a],
+            seq,
+            len,
+            time,
+            message,
+        });
+    }
+    r.finish()?;
+    Ok(())
+}
+
 fn read_kind(r: &mut Reader<'_>) -> Result<Kind, DecodeError> {
     Ok(match r.u8()? {
         1 => Kind::Text,
@@ -691,6 +801,7 @@ fn read_str(r: &mut Reader<'_>) -> Result<Arc<str>, DecodeError> {
 /// only once every run was handed out.
 pub(crate) fn decode_each(
     bytes: &[u8],
+    changes: &mut Vec<ChangeMeta>,
     count: impl FnOnce(usize, usize),
     mut each: impl FnMut(RunRef<'_>) -> Result<bool, DecodeError>,
 ) -> Result<bool, DecodeError> {
@@ -699,7 +810,7 @@ pub(crate) fn decode_each(
         return Err(DecodeError::BadMagic);
     }
     let version = r.u8()?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_V2 {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let n_agents = r.count(16)?;
@@ -758,10 +869,18 @@ pub(crate) fn decode_each(
     let meta = read_block(&mut r)?;
     let content = read_block(&mut r)?;
     let values = read_block(&mut r)?;
+    let change_block = if version == FORMAT_VERSION {
+        read_block(&mut r)?
+    } else {
+        Vec::new()
+    };
     let mut budget = budget
-        .checked_sub(meta.len() + content.len() + values.len())
+        .checked_sub(meta.len() + content.len() + values.len() + change_block.len())
         .ok_or(too_much)?;
     r.finish()?;
+    if version == FORMAT_VERSION {
+        read_changes(&change_block, &agents, &mut budget, changes)?;
+    }
     let mut vals = Reader::new(&values);
     let content = std::str::from_utf8(&content).map_err(|_| DecodeError::InvalidUtf8)?;
     let ascii = content.is_ascii();
@@ -1086,7 +1205,7 @@ mod tests {
                 },
             },
         ];
-        let bytes = encode_runs(&runs);
-        assert_eq!(decode_runs(&bytes).unwrap(), runs);
+        let bytes = encode_runs(&runs, &[]);
+        assert_eq!(decode_runs(&bytes).unwrap().0, runs);
     }
 }

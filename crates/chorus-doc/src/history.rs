@@ -34,7 +34,8 @@ use crate::events::{
 use crate::oplog::{Atom, Op};
 use crate::tree::{Lv, NONE, Run, Tree};
 use crate::{
-    Change, EditError, HistoryError, Kind, MapValue, OpId, ReplicaId, Rule, Value, VersionVector,
+    Change, CommitOptions, EditError, HistoryError, Kind, MapValue, OpId, ReplicaId, Rule, Value,
+    VersionVector,
 };
 
 /// The document as it was at one version: read-only views of every field.
@@ -255,7 +256,7 @@ impl Doc {
     ) -> Result<Doc, HistoryError> {
         self.mask(version)?;
         let runs = self.runs_between(&VersionVector::new(), version);
-        let bytes = crate::encoding::encode_runs(&runs);
+        let bytes = crate::encoding::encode_runs(&runs, &self.changes_for(&runs));
         let mut fork = Doc::new(replica);
         fork.rules = self.rules.clone();
         fork.set_pending_limit(self.pending_limit());
@@ -284,6 +285,17 @@ impl Doc {
         &mut self,
         version: &VersionVector,
         now_ms: u64,
+    ) -> Result<Option<Change>, HistoryError> {
+        self.revert_to_with(version, now_ms, CommitOptions::default())
+    }
+
+    /// [`revert_to`](Self::revert_to), committed with a message and time like
+    /// [`Transaction::commit_with`](crate::Transaction::commit_with).
+    pub fn revert_to_with(
+        &mut self,
+        version: &VersionVector,
+        now_ms: u64,
+        options: CommitOptions,
     ) -> Result<Option<Change>, HistoryError> {
         let mask = self.mask(version)?;
         let old = self.branch_at(&mask, false);
@@ -315,7 +327,7 @@ impl Doc {
                 Kind::Map => doc.revert_map(f, &old)?,
             }
         }
-        Ok(tx.commit())
+        Ok(tx.commit_with(options))
     }
 
     // ------------------------------------------------------------ internals

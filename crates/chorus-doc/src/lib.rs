@@ -36,6 +36,7 @@
 //! `*_utf16` methods take UTF-16 code units, as browsers and CodeMirror do.
 
 mod branch;
+mod changes;
 mod containers;
 mod cursor;
 mod doc;
@@ -54,6 +55,7 @@ mod value;
 mod version;
 pub mod wire;
 
+pub use changes::{BlameRun, ChangeInfo, CommitOptions, HistoryGroup};
 pub use containers::{
     CounterMut, CounterView, FieldConflict, ListMut, ListView, MapMut, MapView, RegisterMut,
     RegisterView,

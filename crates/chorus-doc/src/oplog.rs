@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
+use crate::changes::ChangeTable;
 use crate::tree::Lv;
 use crate::{MapValue, ReplicaId, VersionVector};
 
@@ -113,6 +114,8 @@ pub(crate) struct OpLog {
     pub max_lamport: u64,
     /// Where in `version` the last refreshed replica's entry was.
     version_hint: usize,
+    /// The metadata (time, message) of the changes that carried any.
+    pub changes: ChangeTable,
 }
 
 impl OpLog {

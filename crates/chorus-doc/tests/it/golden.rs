@@ -88,3 +88,82 @@ fn every_type_is_pinned() {
     assert_eq!(back.text("t").to_string(), "ab");
     assert_eq!(back.encode(), bytes);
 }
+
+/// Format version 3: the changes block with a message and a time, next to ops of two
+/// replicas (one of them without metadata).
+fn sample_meta() -> Doc {
+    use chorus_doc::CommitOptions;
+    let mut a = Doc::new(ReplicaId::from_u128(1));
+    let mut b = Doc::new(ReplicaId::from_u128(2));
+    let mut tx = a.transact();
+    tx.text("t").insert(0, "Hi").unwrap();
+    tx.commit_with(
+        CommitOptions::new()
+            .message("Greet")
+            .time(1_700_000_000_000),
+    );
+    let mut tx = a.transact();
+    tx.text("t").insert(2, "!").unwrap();
+    tx.commit_with(CommitOptions::new().time(1_700_000_000_500));
+    b.apply_update(&a.encode()).unwrap();
+    let mut tx = b.transact();
+    tx.text("t").insert(0, "¡").unwrap();
+    tx.commit();
+    a.apply_update(&b.encode_since(a.version())).unwrap();
+    a
+}
+
+const GOLDEN_META: &str = "43485253030200000000000000000000000000000001000000000000000000000000000000020100017401001802020c8402000102000002020002030101000002000000000005486921c2a100000017020000020380a0abfef96205477265657400000101e807";
+
+#[test]
+fn change_metadata_is_pinned() {
+    let doc = sample_meta();
+    let bytes = doc.encode();
+    assert_eq!(bytes[4], 3, "an update with change metadata is version 3");
+    assert_eq!(hex(&bytes), GOLDEN_META, "the update format changed");
+    let back = Doc::decode(&unhex(GOLDEN_META), ReplicaId::from_u128(3)).unwrap();
+    back.check().unwrap();
+    assert_eq!(back.text("t").to_string(), "¡Hi!");
+    let blame = back.text("t").blame(0..4).unwrap();
+    let got: Vec<_> = blame
+        .iter()
+        .map(|b| (b.range.clone(), b.change.message.as_deref(), b.change.time))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0..1, None, None),
+            (1..3, Some("Greet"), Some(1_700_000_000_000)),
+            (3..4, None, Some(1_700_000_000_500)),
+        ]
+    );
+    assert_eq!(back.encode(), bytes);
+    // Without metadata an update stays version 2, as before.
+    let mut plain = Doc::new(ReplicaId::from_u128(4));
+    let mut tx = plain.transact();
+    tx.text("t").insert(0, "x").unwrap();
+    tx.commit();
+    assert_eq!(plain.encode()[4], 2);
+}
+
+#[test]
+fn malformed_change_blocks_are_refused() {
+    let good = sample_meta().encode();
+    // Cut anywhere: a typed error, never a panic.
+    for n in 0..good.len() {
+        assert!(
+            Doc::decode(&good[..n], ReplicaId::from_u128(9)).is_err(),
+            "cut at {n}"
+        );
+    }
+    // Every byte flipped: an error or a document that passes its checks.
+    for i in 5..good.len() {
+        for bit in [1u8, 0x80] {
+            let mut bad = good.clone();
+            bad[i] ^= bit;
+            if let Ok(d) = Doc::decode(&bad, ReplicaId::from_u128(9)) {
+                d.check().unwrap();
+            }
+        }
+    }
+}

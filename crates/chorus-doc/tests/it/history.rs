@@ -316,3 +316,225 @@ fn a_conflict_comes_back_with_a_revert() {
     sync(&mut a, &mut b);
     assert_eq!(b.to_json(), json);
 }
+
+fn commit_at(
+    d: &mut Doc,
+    message: &str,
+    time: u64,
+    f: impl FnOnce(&mut chorus_doc::Transaction<'_>),
+) {
+    let mut tx = d.transact();
+    f(&mut tx);
+    tx.commit_with(chorus_doc::CommitOptions::new().message(message).time(time))
+        .unwrap();
+}
+
+/// (text, replica, message) of every blame run.
+fn blame_of(t: chorus_doc::TextView<'_>) -> Vec<(String, ReplicaId, Option<String>)> {
+    t.blame(0..t.len())
+        .unwrap()
+        .into_iter()
+        .map(|b| {
+            (
+                t.slice(b.range.clone()).unwrap(),
+                b.change.replica,
+                b.change.message.as_deref().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn blame_names_who_typed_each_char_after_concurrent_edits() {
+    for [ra, rb, rc] in permutations() {
+        let mut a = Doc::new(ra);
+        let mut b = Doc::new(rb);
+        commit_at(&mut a, "greeting", 1_000, |tx| {
+            tx.text("t").insert(0, "Hello world").unwrap()
+        });
+        sync(&mut a, &mut b);
+        // Concurrently: a appends, b inserts in the middle and deletes "world".
+        commit_at(&mut a, "bang", 2_000, |tx| {
+            tx.text("t").insert(11, "!").unwrap()
+        });
+        commit_at(&mut b, "dear", 2_500, |tx| {
+            let mut t = tx.text("t");
+            t.insert(6, "dear ").unwrap();
+            t.delete(11, 5).unwrap();
+        });
+        sync(&mut a, &mut b);
+        let want = vec![
+            ("Hello ".to_string(), ra, Some("greeting".to_string())),
+            ("dear ".to_string(), rb, Some("dear".to_string())),
+            ("!".to_string(), ra, Some("bang".to_string())),
+        ];
+        assert_eq!(a.text("t").to_string(), "Hello dear !");
+        assert_eq!(blame_of(a.text("t")), want);
+        assert_eq!(blame_of(b.text("t")), want);
+        // A third replica that gets everything in one update sees the same.
+        let mut c = Doc::new(rc);
+        c.apply_update(&a.encode()).unwrap();
+        c.check().unwrap();
+        assert_eq!(blame_of(c.text("t")), want);
+        let runs = c.text("t").blame(0..12).unwrap();
+        assert_eq!(runs[1].change.time, Some(2_500));
+        assert_eq!(
+            runs[1].change.seqs,
+            0..10,
+            "b's change: 5 inserts, 5 deletes"
+        );
+        assert_eq!(runs[0].change.lamport, 1);
+        // Part of the text, and in UTF-16.
+        let part = c.text("t").blame(3..8).unwrap();
+        assert_eq!(
+            part.iter().map(|b| b.range.clone()).collect::<Vec<_>>(),
+            [3..6, 6..8]
+        );
+        // Blame at a version before b's edit: all of it a's.
+        let v = {
+            let mut v = VersionVector::new();
+            v.observe(ra, 11);
+            v
+        };
+        let at = c.at(&v).unwrap();
+        assert_eq!(
+            blame_of(at.text("t")),
+            [("Hello world".to_string(), ra, Some("greeting".to_string()))]
+        );
+    }
+}
+
+#[test]
+fn blame_after_undo_and_revert_names_the_original_typist() {
+    for [ra, rb, _] in permutations() {
+        let mut a = Doc::new(ra);
+        let mut b = Doc::new(rb);
+        commit_at(&mut a, "a1", 10, |tx| {
+            tx.text("t").insert(0, "abc").unwrap()
+        });
+        sync(&mut a, &mut b);
+        let before = b.version().clone();
+        // b deletes "b" and undoes it: the original char comes back, still a's.
+        let mut undo = UndoManager::new(0);
+        let mut tx = b.transact();
+        tx.text("t").delete(1, 1).unwrap();
+        let change = tx.commit();
+        undo.record(&b, change.as_ref(), 20);
+        undo.undo(&mut b, 30).unwrap();
+        assert_eq!(b.text("t").to_string(), "abc");
+        assert_eq!(
+            blame_of(b.text("t")),
+            [("abc".to_string(), ra, Some("a1".to_string()))]
+        );
+        // b types, a deletes everything concurrently, then b restores the version
+        // before: a's text is back (undeleted, a's chars), b's concurrent text stays.
+        commit_at(&mut b, "b1", 40, |tx| tx.text("t").insert(3, "XY").unwrap());
+        edit(&mut a, |tx| tx.text("t").delete(0, 3).unwrap());
+        sync(&mut a, &mut b);
+        assert_eq!(b.text("t").to_string(), "XY");
+        let at_revert = b.version().clone();
+        b.revert_to_with(
+            &before,
+            50,
+            chorus_doc::CommitOptions::new().message("restore"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            b.text("t").to_string(),
+            "abc",
+            "the revert removes b's XY too"
+        );
+        sync(&mut a, &mut b);
+        assert_eq!(
+            blame_of(a.text("t")),
+            [("abc".to_string(), ra, Some("a1".to_string()))]
+        );
+        // Restoring the version with "XY" brings b's own chars back, blamed on b.
+        a.revert_to(&at_revert, 60).unwrap();
+        assert_eq!(a.text("t").to_string(), "XY");
+        assert_eq!(
+            blame_of(a.text("t")),
+            [("XY".to_string(), rb, Some("b1".to_string()))]
+        );
+        a.check().unwrap();
+    }
+}
+
+#[test]
+fn history_groups_changes_by_writer_and_time() {
+    let (ra, rb) = (ReplicaId::from_u128(1), ReplicaId::from_u128(2));
+    let mut a = Doc::new(ra);
+    let mut b = Doc::new(rb);
+    // a types three times within a minute, b once, then a again an hour later.
+    commit_at(&mut a, "one", 0, |tx| {
+        tx.text("t").insert(0, "one").unwrap()
+    });
+    commit_at(&mut a, "two", 20_000, |tx| {
+        tx.text("t").insert(3, " two").unwrap()
+    });
+    commit_at(&mut a, "three", 50_000, |tx| {
+        tx.counter("c").add(1).unwrap()
+    });
+    sync(&mut a, &mut b);
+    commit_at(&mut b, "b", 60_000, |tx| tx.text("t").delete(0, 4).unwrap());
+    sync(&mut a, &mut b);
+    commit_at(&mut a, "later", 3_660_000, |tx| {
+        tx.text("t").insert(0, "x").unwrap()
+    });
+    let groups = a.history(60_000);
+    let summary: Vec<_> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.replica,
+                g.changes
+                    .iter()
+                    .map(|c| c.message.as_deref().unwrap().to_string())
+                    .collect::<Vec<_>>(),
+                (g.inserted, g.deleted, g.other),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                ra,
+                vec!["one".into(), "two".into(), "three".into()],
+                (7, 0, 1)
+            ),
+            (rb, vec!["b".into()], (0, 4, 0)),
+            (ra, vec!["later".into()], (1, 0, 0)),
+        ]
+    );
+    assert_eq!(groups[0].first_time(), Some(0));
+    assert_eq!(groups[0].last_time(), Some(50_000));
+    // Each group's version opens to the document just after it.
+    let texts: Vec<String> = groups
+        .iter()
+        .map(|g| a.at(&g.version).unwrap().text("t").to_string())
+        .collect();
+    assert_eq!(texts, ["one two", "two", "xtwo"]);
+    assert_eq!(&groups[2].version, a.version());
+    // With no gap allowed, every change is its own group.
+    assert_eq!(a.history(0).len(), 5);
+    // The same listing on b, which got a's changes by sync.
+    b.apply_update(&a.encode_since(b.version())).unwrap();
+    assert_eq!(
+        b.history(60_000)
+            .iter()
+            .map(|g| g.changes.len())
+            .collect::<Vec<_>>(),
+        [3, 1, 1]
+    );
+    // Changes without metadata group by writer alone.
+    let mut c = Doc::new(ReplicaId::from_u128(3));
+    edit(&mut c, |tx| tx.text("t").insert(0, "ab").unwrap());
+    edit(&mut c, |tx| tx.text("t").insert(2, "c").unwrap());
+    let g = c.history(0);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].changes.len(), 1);
+    assert_eq!(g[0].changes[0].seqs, 0..3);
+    assert_eq!(g[0].changes[0].time, None);
+}
