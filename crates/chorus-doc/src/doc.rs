@@ -371,7 +371,12 @@ impl Doc {
             }
             loaded?;
         }
-        let (runs, changes) = encoding::decode_runs(update)?;
+        let (runs, mut changes) = encoding::decode_runs(update)?;
+        // Only the records of changes whose ops this update brings (ops of a replica
+        // arrive in seq order, so it brings some exactly when the version ends before
+        // the record does): a relay checks who brings a replica's new ops, so nobody
+        // else can attach a record to them.
+        changes.retain(|c| self.log.version.get(&c.replica) < c.end());
         let report = self.apply_runs(runs)?;
         self.add_changes(changes);
         Ok(report)

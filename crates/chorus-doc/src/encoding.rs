@@ -905,6 +905,8 @@ pub(crate) fn decode_each(
         .ok_or(DecodeError::Malformed("update expands too much"))?;
     count(n_runs, content.len());
     let mut expected_seq: Vec<u64> = vec![0; agents.len()];
+    // (agent, seq, end) of every run, to check the change records against.
+    let mut run_spans: Vec<(usize, u64, u64)> = Vec::new();
     let mut agent = usize::MAX;
     let mut field = usize::MAX;
     let mut prev_lamport_end = 0u64;
@@ -1119,6 +1121,9 @@ pub(crate) fn decode_each(
             }
             _ => return Err(DecodeError::Malformed("run kind does not fit its field")),
         };
+        if !changes.is_empty() {
+            run_spans.push((agent, seq, seq + u64::from(len)));
+        }
         let run = RunRef {
             replica,
             seq,
@@ -1139,6 +1144,25 @@ pub(crate) fn decode_each(
     }
     if !vals.is_empty() {
         return Err(DecodeError::Malformed("values left after the last run"));
+    }
+    // A change record describes ops the update carries: one overlaps a run of its
+    // replica (records cannot be attached to others' changes by a third party).
+    if !changes.is_empty() {
+        run_spans.sort_unstable();
+        let index: std::collections::HashMap<ReplicaId, usize> =
+            agents.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+        for c in changes.iter() {
+            let a = index[&c.replica];
+            let i = run_spans.partition_point(|&(ra, _, end)| (ra, end) <= (a, c.seq));
+            if !run_spans
+                .get(i)
+                .is_some_and(|&(ra, seq, _)| ra == a && seq < c.end())
+            {
+                return Err(DecodeError::Malformed(
+                    "a change record names no operation of the update",
+                ));
+            }
+        }
     }
     Ok(true)
 }

@@ -167,3 +167,33 @@ fn malformed_change_blocks_are_refused() {
         }
     }
 }
+
+#[test]
+fn change_records_attach_only_to_ops_their_update_brings() {
+    use chorus_doc::CommitOptions;
+    let (r1, r2) = (ReplicaId::from_u128(1), ReplicaId::from_u128(2));
+    let mut a = Doc::new(r1);
+    let mut tx = a.transact();
+    tx.text("t").insert(0, "a").unwrap();
+    tx.commit();
+    let mut b = Doc::new(r2);
+    b.apply_update(&a.encode()).unwrap();
+    // A third party re-sends a's op with a record of its own making: b already has
+    // the op, so the record is not kept.
+    let mut forger = Doc::new(ReplicaId::from_u128(1));
+    let mut tx = forger.transact();
+    tx.text("t").insert(0, "a").unwrap();
+    tx.commit_with(CommitOptions::new().message("forged"));
+    b.apply_update(&forger.encode()).unwrap();
+    assert_eq!(b.text("t").blame(0..1).unwrap()[0].change.message, None);
+    // A record that names ops the update does not carry is malformed.
+    let mut bytes = forger.encode();
+    let n = bytes.len();
+    // The record (seq 0, len 1, a message of 6 bytes) moved to seq 2, past the run.
+    assert_eq!(&bytes[n - 10..n - 6], &[0, 1, 2, 6]);
+    bytes[n - 10] = 4; // zigzag(2)
+    assert!(matches!(
+        Doc::decode(&bytes, r2),
+        Err(chorus_doc::DecodeError::Malformed(m)) if m.contains("names no operation")
+    ));
+}
