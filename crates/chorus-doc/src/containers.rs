@@ -5,9 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::branch::{Body, Branch};
-use crate::doc::{Doc, ROOT, TextMut, TextView, Transaction};
+use crate::doc::Doc;
 use crate::encoding::MAX_DEPTH;
+use crate::local::{TextMut, Transaction};
 use crate::oplog::Atom;
+use crate::oplog::ROOT;
+use crate::text::TextView;
 use crate::tree::{Lv, Unit};
 use crate::types::hlc;
 use crate::{EditError, Kind, MapValue, MergeRule, OpId, Rule, Value, Write};
@@ -183,7 +186,7 @@ impl Doc {
             });
         }
         self.rules.insert(name.clone(), rule.clone());
-        for (f, body) in self.fields.iter().zip(&mut self.branch.bodies) {
+        for (f, body) in self.log.fields.iter().zip(&mut self.branch.bodies) {
             if f.kind != Kind::Register(Rule::Merge(name.clone())) {
                 continue;
             }
@@ -321,9 +324,9 @@ impl RegisterMut<'_> {
             Body::Register(writes) => writes.as_slice().into(),
             _ => Box::new([]),
         };
-        let stamp = hlc::next(doc.hlc, now_ms);
-        let old = doc.hlc;
-        doc.hlc = stamp;
+        let stamp = hlc::next(doc.log.hlc, now_ms);
+        let old = doc.log.hlc;
+        doc.log.hlc = stamp;
         let r = doc.local_atom(
             self.field,
             Atom::Set {
@@ -334,7 +337,7 @@ impl RegisterMut<'_> {
             },
         );
         if r.is_err() {
-            doc.hlc = old;
+            doc.log.hlc = old;
         }
         r
     }
@@ -723,10 +726,10 @@ impl<'d> ListView<'d> {
     pub fn get(&self, pos: usize) -> Option<&'d Value> {
         let tree = self.branch.seq(self.field?);
         let (cur, _) = tree
-            .find_visible(u32::try_from(pos).ok()?, Unit::Char, &self.doc.content)
+            .find_visible(u32::try_from(pos).ok()?, Unit::Char, &self.doc.log.content)
             .ok()??;
         let r = tree.run(cur.leaf, cur.idx);
-        self.doc.elems.get((r.byte_start + cur.off) as usize)
+        self.doc.log.elems.get((r.byte_start + cur.off) as usize)
     }
 
     /// The elements, in order.
@@ -739,7 +742,7 @@ impl<'d> ListView<'d> {
                 .filter(|r| !r.deleted())
                 .flat_map(move |r| {
                     let s = r.byte_start as usize;
-                    doc.elems[s..s + r.len as usize].iter()
+                    doc.log.elems[s..s + r.len as usize].iter()
                 })
         })
     }
@@ -807,6 +810,7 @@ impl fmt::Debug for ListView<'_> {
 /// The kinds root name `name` has operations in, in `branch`, the shown one first.
 pub(crate) fn root_kinds(doc: &Doc, branch: &Branch, name: &str) -> Vec<Kind> {
     let mut found: Vec<_> = doc
+        .log
         .fields
         .iter()
         .zip(&branch.first)
@@ -820,6 +824,7 @@ pub(crate) fn root_kinds(doc: &Doc, branch: &Branch, name: &str) -> Vec<Kind> {
 /// The root names with operations in `branch`, sorted, once each.
 fn root_names<'d>(doc: &'d Doc, branch: &Branch) -> Vec<&'d str> {
     let mut names: Vec<&str> = doc
+        .log
         .fields
         .iter()
         .zip(&branch.first)

@@ -91,7 +91,7 @@ impl TextView<'_> {
             (Some(p), Some(f)) => {
                 let tree = self.branch.seq(f);
                 let (cur, _) = tree
-                    .find_visible(p as u32, crate::tree::Unit::Char, &self.doc.content)?
+                    .find_visible(p as u32, crate::tree::Unit::Char, &self.doc.log.content)?
                     .expect("position was checked");
                 let lv = tree.item_at(cur);
                 let (agent, seq) = self.doc.log.id_of(lv);
@@ -144,12 +144,12 @@ impl TextView<'_> {
         } else {
             tree.scan_for(lv)?
         };
-        let mut at = tree.counts_before(cur, &self.doc.content);
+        let mut at = tree.counts_before(cur, &self.doc.log.content);
         let r = tree.run(cur.leaf, cur.idx);
         if cursor.assoc == Assoc::Before && !r.deleted() {
             // After the anchor character.
             let c = r
-                .text(&self.doc.content)
+                .text(&self.doc.log.content)
                 .chars()
                 .nth(cur.off as usize)
                 .map_or(1, char::len_utf16);

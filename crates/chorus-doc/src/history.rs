@@ -26,12 +26,14 @@ use crate::branch::{Body, Branch, apply_atom_to};
 use crate::containers::{
     CounterView, FieldConflict, ListView, MapView, RegisterView, field_conflicts, json, root_kinds,
 };
-use crate::doc::{Doc, ROOT, TextView};
+use crate::doc::Doc;
 use crate::events::{
     Diff, Event, FieldChange, KeyChange, ListDelta, Origin, TextDelta, TextUnit, push_list,
     push_text,
 };
+use crate::oplog::ROOT;
 use crate::oplog::{Atom, Op};
+use crate::text::TextView;
 use crate::tree::{Lv, NONE, Run, Tree};
 use crate::{
     Change, CommitOptions, EditError, HistoryError, Kind, MapValue, OpId, ReplicaId, Rule, Value,
@@ -186,7 +188,7 @@ impl Doc {
         let ba = self.branch_at(&a, false);
         let bb = self.branch_at(&b, false);
         let mut changes = Vec::new();
-        for (f, field) in self.fields.iter().enumerate() {
+        for (f, field) in self.log.fields.iter().enumerate() {
             let f = f as u32;
             let diff = match field.kind {
                 Kind::Text | Kind::List => self.seq_delta(f, &a, &b, unit),
@@ -255,8 +257,8 @@ impl Doc {
         replica: ReplicaId,
     ) -> Result<Doc, HistoryError> {
         self.mask(version)?;
-        let runs = self.runs_between(&VersionVector::new(), version);
-        let bytes = crate::encoding::encode_runs(&runs, &self.changes_for(&runs));
+        let runs = self.log.runs_between(&VersionVector::new(), version);
+        let bytes = crate::encoding::encode_runs(&runs, &self.log.changes_for(&runs));
         let mut fork = Doc::new(replica);
         fork.rules = self.rules.clone();
         fork.set_pending_limit(self.pending_limit());
@@ -313,8 +315,8 @@ impl Doc {
         }
         let tx = self.transact();
         let doc = &mut *tx.doc;
-        for f in 0..doc.fields.len() as u32 {
-            match doc.fields[f as usize].kind.clone() {
+        for f in 0..doc.log.fields.len() as u32 {
+            match doc.log.fields[f as usize].kind.clone() {
                 Kind::Text | Kind::List => doc.revert_seq(f, &mask, &hiders)?,
                 Kind::Counter => {
                     let d = counter_of(&old, f).wrapping_sub(counter_of(&doc.branch, f));
@@ -465,13 +467,14 @@ impl Doc {
     /// trees filtered from the current ones. The LV index stays off.
     fn branch_at(&self, mask: &Mask, trees: bool) -> Branch {
         let mut b = Branch {
-            bodies: self.fields.iter().map(|f| Body::new(&f.kind)).collect(),
-            first: vec![None; self.fields.len()],
+            bodies: self.log.fields.iter().map(|f| Body::new(&f.kind)).collect(),
+            first: vec![None; self.log.fields.len()],
             undone: mask.undone.clone(),
             ..Branch::default()
         };
         // Without trees (a diff, a revert) only counters, registers and maps matter.
         let atoms = self
+            .log
             .fields
             .iter()
             .any(|f| !matches!(f.kind, Kind::Text | Kind::List));
@@ -492,7 +495,7 @@ impl Doc {
                 let f = e.field as usize;
                 apply_atom_to(
                     &mut b.bodies[f],
-                    &self.fields[f].kind,
+                    &self.log.fields[f].kind,
                     &self.rules,
                     &self.log.atoms[idx as usize],
                     lo,
@@ -500,7 +503,7 @@ impl Doc {
             }
         }
         if trees {
-            for f in 0..self.fields.len() as u32 {
+            for f in 0..self.log.fields.len() as u32 {
                 if let Body::Seq(now) = &self.branch.bodies[f as usize] {
                     let t = self.filter_tree(now, f, mask);
                     b.bodies[f as usize] = Body::Seq(t);
@@ -512,7 +515,7 @@ impl Doc {
 
     /// The items of `tree` (field `f`) that `mask` includes, with its delete counts.
     fn filter_tree(&self, tree: &Tree, f: u32, mask: &Mask) -> Tree {
-        let is_list = self.fields[f as usize].kind == Kind::List;
+        let is_list = self.log.fields[f as usize].kind == Kind::List;
         let mut out = Tree::new();
         let mut index = crate::tree::LvIndex::default();
         for r in tree.runs() {
@@ -521,7 +524,7 @@ impl Doc {
                 Some(false) => continue,
                 Some(true) if uniform(&mask.vis, r.lv, r.lv + r.len) == Some(true) => {
                     let run = Run { dels: 0, ..*r };
-                    out.insert(out.end(), run, &self.content, &mut index);
+                    out.insert(out.end(), run, &self.log.content, &mut index);
                     continue;
                 }
                 _ => {}
@@ -540,7 +543,7 @@ impl Doc {
                 }
                 if inc {
                     let piece = self.sub_run(r, k, j, is_list, dels);
-                    out.insert(out.end(), piece, &self.content, &mut index);
+                    out.insert(out.end(), piece, &self.log.content, &mut index);
                 }
                 k = j;
             }
@@ -553,7 +556,7 @@ impl Doc {
         let (byte_start, byte_len, utf16_len) = if is_list || r.byte_len == r.len {
             (r.byte_start + k, j - k, j - k)
         } else {
-            let text = r.text(&self.content);
+            let text = r.text(&self.log.content);
             let mut it = text.char_indices().skip(k as usize);
             let b0 = it.next().map_or(text.len(), |(b, _)| b);
             let sub: &str = {
@@ -585,7 +588,7 @@ impl Doc {
     /// The delta of text or list field `f` from version `a` to version `b`.
     fn seq_delta(&self, f: u32, a: &Mask, b: &Mask, unit: TextUnit) -> Option<Diff> {
         let tree = self.branch.seq(f);
-        let is_list = self.fields[f as usize].kind == Kind::List;
+        let is_list = self.log.fields[f as usize].kind == Kind::List;
         let mut text: Vec<TextDelta> = Vec::new();
         let mut list: Vec<ListDelta> = Vec::new();
         let mut retain = 0usize;
@@ -633,10 +636,10 @@ impl Doc {
                             push_list(&mut list, ListDelta::Delete(n));
                         } else if is_list {
                             let s = piece.byte_start as usize;
-                            let vals = self.elems[s..s + piece.len as usize].to_vec();
+                            let vals = self.log.elems[s..s + piece.len as usize].to_vec();
                             push_list(&mut list, ListDelta::Insert(vals));
                         } else {
-                            let t = piece.text(&self.content).to_owned();
+                            let t = piece.text(&self.log.content).to_owned();
                             push_text(&mut text, TextDelta::Insert(t));
                         }
                     }
@@ -737,8 +740,8 @@ impl Doc {
             was_conflicts.into_iter().map(|w| Some(w.value)).collect()
         };
         for (i, v) in values.into_iter().enumerate() {
-            let stamp = crate::types::hlc::next(self.hlc, now_ms);
-            self.hlc = stamp;
+            let stamp = crate::types::hlc::next(self.log.hlc, now_ms);
+            self.log.hlc = stamp;
             self.local_atom(
                 f,
                 Atom::Set {

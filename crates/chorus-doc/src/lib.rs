@@ -35,8 +35,11 @@
 //! forwards or backwards. Positions count Unicode scalar values by default;
 //! `*_utf16` methods take UTF-16 code units, as browsers and CodeMirror do.
 
+mod apply;
+mod blame;
 mod branch;
 mod changes;
+mod check;
 mod containers;
 mod cursor;
 mod doc;
@@ -46,8 +49,13 @@ mod events;
 mod grow;
 mod history;
 mod ids;
+mod integrate;
+mod invert;
+mod local;
 mod merge;
+mod observe;
 mod oplog;
+mod text;
 mod tree;
 mod types;
 mod undo;
@@ -61,14 +69,16 @@ pub use containers::{
     RegisterView,
 };
 pub use cursor::{Assoc, Cursor};
-pub use doc::{ApplyReport, Change, Doc, TextMut, TextView, Transaction};
+pub use doc::{ApplyReport, Doc};
 pub use error::{CheckError, DecodeError, EditError, HistoryError};
 pub use events::{
     Diff, Event, FieldChange, KeyChange, ListDelta, Origin, SubscriptionId, TextDelta, TextUnit,
 };
 pub use history::Checkout;
 pub use ids::{OpId, ReplicaId};
+pub use local::{Change, TextMut, Transaction};
 pub use merge::{Max, MergeRule, Min, Union};
+pub use text::TextView;
 pub use types::{Kind, MapValue, Rule, Write};
 pub use undo::UndoManager;
 pub use value::Value;

@@ -12,9 +12,13 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use crate::changes::ChangeTable;
+use crate::changes::{ChangeMeta, ChangeTable};
+use crate::encoding::{Content, WireOp, WireRun};
 use crate::tree::Lv;
-use crate::{MapValue, ReplicaId, VersionVector};
+use crate::tree::NONE;
+use crate::types::FieldKey;
+use crate::{Kind, MapValue, OpId, ReplicaId, Value, VersionVector};
+use std::collections::HashSet;
 
 /// What a stretch of operations does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +103,25 @@ impl Agent {
     }
 }
 
+/// "No parent": a field of the document root.
+pub(crate) const ROOT: u32 = u32::MAX;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Field {
+    /// The map this field belongs to, or [`ROOT`].
+    pub parent: u32,
+    pub name: Arc<str>,
+    pub kind: Kind,
+    /// The field's identity in updates.
+    pub key: Arc<FieldKey>,
+}
+
+impl Field {
+    pub fn is(&self, parent: u32, name: &str, kind: &Kind) -> bool {
+        self.parent == parent && *self.name == *name && self.kind == *kind
+    }
+}
+
 /// The agent index of the document's own replica (interned first).
 pub(crate) const LOCAL: u32 = 0;
 
@@ -116,6 +139,16 @@ pub(crate) struct OpLog {
     version_hint: usize,
     /// The metadata (time, message) of the changes that carried any.
     pub changes: ChangeTable,
+    /// The text of every text insert, in LV order. Deleted text stays: the log needs it.
+    pub content: String,
+    /// The values of every list insert, in LV order (deleted ones too).
+    pub elems: Vec<Value>,
+    /// The highest hybrid logical clock stamp seen (register writes).
+    pub hlc: u64,
+    /// Every container, in the order they were first used here.
+    pub fields: Vec<Field>,
+    /// Field indexes by name (any parent, any kind).
+    pub field_index: HashMap<(u32, u64), Vec<u32>>,
 }
 
 impl OpLog {
@@ -301,7 +334,8 @@ impl OpLog {
 
     /// Drops every operation from `lv` on (an uncommitted local transaction).
     /// `content` is the content arena, still holding the dropped inserts' text.
-    pub fn truncate(&mut self, lv: Lv, content: &str) {
+    pub fn truncate(&mut self, lv: Lv) {
+        let content = &self.content;
         let i = self.entry_index(lv);
         self.entries.truncate(i + 1);
         if let Some(e) = self.entries.last_mut() {
@@ -349,6 +383,277 @@ impl OpLog {
             .max()
             .unwrap_or(0);
     }
+}
+
+// ---------------------------------------------------------------- the log as wire runs
+
+impl OpLog {
+    /// The ops a replica at `since` lacks, as wire runs in LV (causal) order.
+    pub(crate) fn runs_since(&self, since: &VersionVector) -> Vec<WireRun> {
+        self.runs_in(since, None)
+    }
+
+    /// The ops of version `to` that `from` lacks, as wire runs in LV (causal) order.
+    pub(crate) fn runs_between(&self, from: &VersionVector, to: &VersionVector) -> Vec<WireRun> {
+        self.runs_in(from, Some(to))
+    }
+
+    /// The ops `since` lacks (of those `until` includes, or all), in LV order.
+    fn runs_in(&self, since: &VersionVector, until: Option<&VersionVector>) -> Vec<WireRun> {
+        let mut ranges: Vec<(Lv, Lv)> = Vec::new();
+        for a in &self.agents {
+            let from = since.get(&a.id);
+            let to = until.map_or(a.next_seq(), |u| u.get(&a.id).min(a.next_seq()));
+            if from >= to {
+                continue;
+            }
+            let i = a
+                .spans
+                .partition_point(|s| s.seq + u64::from(s.len) <= from);
+            for s in &a.spans[i..] {
+                if s.seq >= to {
+                    break;
+                }
+                let skip = from.saturating_sub(s.seq) as u32;
+                let end = (to - s.seq).min(u64::from(s.len)) as u32;
+                ranges.push((s.lv + skip, s.lv + end));
+            }
+        }
+        ranges.sort_unstable();
+        let mut out = Vec::new();
+        for (lo, hi) in ranges {
+            let mut i = self.entry_index(lo);
+            let mut lv = lo;
+            while lv < hi {
+                let e = &self.entries[i];
+                let end = e.end().min(hi);
+                self.wire_runs(e, lv, end, &mut out);
+                lv = end;
+                i += 1;
+            }
+        }
+        out
+    }
+
+    fn op_id(&self, lv: Lv) -> Option<OpId> {
+        (lv != NONE).then(|| {
+            let (a, seq) = self.id_of(lv);
+            OpId::new(self.agents[a as usize].id, seq)
+        })
+    }
+
+    /// Appends the wire runs for ops `lo..hi` of entry `e`.
+    fn wire_runs(&self, e: &Entry, lo: Lv, hi: Lv, out: &mut Vec<WireRun>) {
+        let k = lo - e.lv;
+        let replica = self.agents[e.agent as usize].id;
+        let f = &self.fields[e.field as usize];
+        let field = f.key.clone();
+        let seq = self.id_of(lo).1;
+        let lamport = e.lamport + u64::from(k);
+        match e.op {
+            Op::Insert {
+                origin_left,
+                origin_right,
+                byte_start,
+                byte_len,
+            } => {
+                // Deleted text is sent too: a peer may undo a delete later, and a
+                // peer whose version was guessed wrong may not get the delete yet.
+                let content = if f.kind == Kind::List {
+                    let start = (byte_start + k) as usize;
+                    Content::Values(self.elems[start..start + (hi - lo) as usize].to_vec())
+                } else {
+                    let text = &self.content[byte_start as usize..(byte_start + byte_len) as usize];
+                    Content::Text(if text.len() == e.len as usize {
+                        text[k as usize..(hi - e.lv) as usize].to_owned()
+                    } else {
+                        text.chars()
+                            .skip(k as usize)
+                            .take((hi - lo) as usize)
+                            .collect()
+                    })
+                };
+                push_coalesced(
+                    out,
+                    WireRun {
+                        replica,
+                        seq,
+                        lamport,
+                        len: hi - lo,
+                        field,
+                        op: WireOp::Insert {
+                            left: self.op_id(if k == 0 { origin_left } else { lo - 1 }),
+                            right: self.op_id(origin_right),
+                            content,
+                        },
+                    },
+                );
+            }
+            Op::Delete { .. } | Op::Undelete { .. } => {
+                let (target, backward, undelete) = match e.op {
+                    Op::Delete { target, backward } => (target, backward, false),
+                    Op::Undelete { target } => (target, false, true),
+                    _ => unreachable!(),
+                };
+                // The targets (items, or the delete ops an undelete undoes) may belong
+                // to several replicas: one wire run per stretch of consecutive ids.
+                let mut done = 0u32;
+                let total = hi - lo;
+                while done < total {
+                    let t = if backward {
+                        target - k - done
+                    } else {
+                        target + k + done
+                    };
+                    let ti = self.entry_index(t);
+                    let te = &self.entries[ti];
+                    let avail = if backward {
+                        t - te.lv + 1
+                    } else {
+                        te.end() - t
+                    };
+                    let take = avail.min(total - done);
+                    let (ta, tseq) = self.id_of(t);
+                    push_coalesced(
+                        out,
+                        WireRun {
+                            replica,
+                            seq: seq + u64::from(done),
+                            lamport: lamport + u64::from(done),
+                            len: take,
+                            field: field.clone(),
+                            op: {
+                                let target = OpId::new(self.agents[ta as usize].id, tseq);
+                                if undelete {
+                                    WireOp::Undelete { target }
+                                } else {
+                                    WireOp::Delete {
+                                        target,
+                                        backward: backward && take > 1,
+                                    }
+                                }
+                            },
+                        },
+                    );
+                    done += take;
+                }
+            }
+            Op::Atom { idx } => {
+                let op = match &self.atoms[idx as usize] {
+                    Atom::Add(delta) => WireOp::Add { delta: *delta },
+                    Atom::Set {
+                        key,
+                        value,
+                        hlc,
+                        preds,
+                    } => WireOp::Set {
+                        key: key.clone(),
+                        value: value.clone(),
+                        hlc: *hlc,
+                        preds: preds
+                            .iter()
+                            .map(|&p| self.op_id(p).expect("a pred is an op"))
+                            .collect(),
+                    },
+                };
+                out.push(WireRun {
+                    replica,
+                    seq,
+                    lamport,
+                    len: 1,
+                    field,
+                    op,
+                });
+            }
+        }
+    }
+
+    /// The change records that describe any of `runs`' operations.
+    pub(crate) fn changes_for(&self, runs: &[WireRun]) -> Vec<ChangeMeta> {
+        if self.changes.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for run in runs {
+            for c in self
+                .changes
+                .overlapping(&run.replica, run.seq..run.end_seq())
+            {
+                if seen.insert((c.replica, c.seq)) {
+                    out.push(c.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Appends `run` to `out`, merged into the last run when it continues it: a run's
+/// pieces that only the log or the tree kept apart go out as one, so an update
+/// decodes into a state that encodes to the same bytes.
+fn push_coalesced(out: &mut Vec<WireRun>, run: WireRun) {
+    if let Some(last) = out.last_mut() {
+        if last.replica == run.replica
+            && last.end_seq() == run.seq
+            && last.lamport + u64::from(last.len) == run.lamport
+            && last.field == run.field
+            && u64::from(last.len) + u64::from(run.len) <= u64::from(u32::MAX)
+        {
+            match (&mut last.op, &run.op) {
+                (
+                    WireOp::Insert {
+                        right: r0,
+                        content: c0,
+                        ..
+                    },
+                    WireOp::Insert {
+                        left,
+                        right,
+                        content,
+                    },
+                ) if *left == Some(OpId::new(run.replica, run.seq - 1)) && right == r0 => {
+                    match (c0, content) {
+                        (Content::Text(a), Content::Text(b)) => a.push_str(b),
+                        (Content::Values(a), Content::Values(b)) => a.extend_from_slice(b),
+                        _ => unreachable!("one field holds one kind of content"),
+                    }
+                    last.len += run.len;
+                    return;
+                }
+                (
+                    WireOp::Delete {
+                        target: t0,
+                        backward: b0,
+                    },
+                    WireOp::Delete { target, backward },
+                ) if t0.replica == target.replica => {
+                    let n0 = u64::from(last.len);
+                    if !*b0 && !*backward && t0.seq + n0 == target.seq {
+                        last.len += run.len;
+                        return;
+                    }
+                    if (*b0 || n0 == 1)
+                        && (*backward || run.len == 1)
+                        && t0.seq.checked_sub(n0) == Some(target.seq)
+                    {
+                        *b0 = true;
+                        last.len += run.len;
+                        return;
+                    }
+                }
+                (WireOp::Undelete { target: t0 }, WireOp::Undelete { target })
+                    if t0.replica == target.replica
+                        && t0.seq + u64::from(last.len) == target.seq =>
+                {
+                    last.len += run.len;
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+    out.push(run);
 }
 
 pub(crate) mod smallvec_lite {
