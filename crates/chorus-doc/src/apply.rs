@@ -580,7 +580,7 @@ impl Doc {
     fn apply_run(&mut self, run: RunRef<'_>) {
         let field = self.field_of_key(run.field);
         let agent = self.log.intern(run.replica);
-        self.touch(field, run.lamport, run.replica);
+        self.touch(field, run.lamport, run.replica, self.log.next_lv());
         self.record_replica(run.replica);
         match run.op {
             OpRef::Insert {

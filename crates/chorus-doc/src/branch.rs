@@ -32,7 +32,8 @@ pub(crate) struct Branch {
     pub undone: HashMap<Lv, u32>,
     /// Per field, the smallest (Lamport timestamp, replica) of its ops in this
     /// branch: which of several root fields of one name was created first.
-    pub first: Vec<Option<(u64, ReplicaId)>>,
+    /// (Lamport, replica, LV) of that op.
+    pub first: Vec<Option<(u64, ReplicaId, Lv)>>,
 }
 
 impl Branch {

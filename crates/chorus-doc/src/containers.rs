@@ -815,7 +815,10 @@ pub(crate) fn root_kinds(doc: &Doc, branch: &Branch, name: &str) -> Vec<Kind> {
         .iter()
         .zip(&branch.first)
         .filter(|(f, _)| f.parent == ROOT && *f.name == *name)
-        .filter_map(|(f, first)| Some(((*first)?, f.kind.clone())))
+        .filter_map(|(f, first)| {
+            let (l, r, _) = (*first)?;
+            Some(((l, r), f.kind.clone()))
+        })
         .collect();
     found.sort();
     found.into_iter().map(|(_, k)| k).collect()

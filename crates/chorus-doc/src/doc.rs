@@ -11,6 +11,7 @@ use crate::encoding::{self, WireRun};
 use crate::events::{Event, Recorder, TextUnit};
 use crate::merge::MergeRule;
 use crate::oplog::{Field, OpLog, ROOT};
+use crate::tree::Lv;
 use crate::types::FieldKey;
 use crate::{DecodeError, Kind, ReplicaId, VersionVector};
 
@@ -141,7 +142,7 @@ impl Doc {
     /// The operations a replica at version `since` lacks, as one update, in causal order.
     pub fn encode_since(&self, since: &VersionVector) -> Vec<u8> {
         let runs = self.log.runs_since(since);
-        encoding::encode_runs(&runs, &self.log.changes_for(&runs))
+        encoding::encode_runs(&runs, &self.log.changes_for(&runs), true)
     }
 
     /// Applies an update from a peer or from disk.
@@ -334,10 +335,11 @@ impl Doc {
     }
 
     /// Records that field `f` has an op stamped (`lamport`, `replica`).
-    pub(crate) fn touch(&mut self, f: u32, lamport: u64, replica: ReplicaId) {
+    /// Notes an op of field `f` (at `lv`) for the field's first op.
+    pub(crate) fn touch(&mut self, f: u32, lamport: u64, replica: ReplicaId, lv: Lv) {
         let first = &mut self.branch.first[f as usize];
-        if first.is_none_or(|x| (lamport, replica) < x) {
-            *first = Some((lamport, replica));
+        if first.is_none_or(|(l, r, _)| (lamport, replica) < (l, r)) {
+            *first = Some((lamport, replica, lv));
         }
     }
 

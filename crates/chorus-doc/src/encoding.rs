@@ -284,8 +284,10 @@ fn put_id(col: &mut Vec<u8>, agents: &mut ReplicaIndex, id: OpId) {
     put_varint(col, id.seq);
 }
 
-/// Encodes `runs` (in causal order) and the metadata of their changes as one update.
-pub(crate) fn encode_runs(runs: &[WireRun], changes: &[ChangeMeta]) -> Vec<u8> {
+/// Encodes `runs` (in causal order) and the metadata of their changes as one update,
+/// its blocks compressed when that pays and `compress` allows it (an update that goes
+/// straight into another document here need not be).
+pub(crate) fn encode_runs(runs: &[WireRun], changes: &[ChangeMeta], compress: bool) -> Vec<u8> {
     let mut agents = ReplicaIndex::default();
     let mut fields = FieldTable::default();
     let intern = |r: ReplicaId, agents: &mut ReplicaIndex| -> u64 { agents.insert(r).0 as u64 };
@@ -505,6 +507,9 @@ pub(crate) fn encode_runs(runs: &[WireRun], changes: &[ChangeMeta]) -> Vec<u8> {
         }
         out
     };
+    if !compress {
+        return write(false);
+    }
     let out = write(true);
     // Decoders refuse updates that expand more than MAX_EXPANSION times; a very
     // repetitive update goes uncompressed rather than refused.
@@ -1229,7 +1234,7 @@ mod tests {
                 },
             },
         ];
-        let bytes = encode_runs(&runs, &[]);
+        let bytes = encode_runs(&runs, &[], true);
         assert_eq!(decode_runs(&bytes).unwrap().0, runs);
     }
 }

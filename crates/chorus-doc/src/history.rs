@@ -258,7 +258,7 @@ impl Doc {
     ) -> Result<Doc, HistoryError> {
         self.mask(version)?;
         let runs = self.log.runs_between(&VersionVector::new(), version);
-        let bytes = crate::encoding::encode_runs(&runs, &self.log.changes_for(&runs));
+        let bytes = crate::encoding::encode_runs(&runs, &self.log.changes_for(&runs), false);
         let mut fork = Doc::new(replica);
         fork.rules = self.rules.clone();
         fork.set_pending_limit(self.pending_limit());
@@ -478,18 +478,32 @@ impl Doc {
             .fields
             .iter()
             .any(|f| !matches!(f.kind, Kind::Text | Kind::List));
-        let pieces = if trees || atoms {
+        // A field's first op at the version is its first op now, when the version
+        // has that; only other fields need a look at every op.
+        let mut search_first = !trees && atoms;
+        if trees {
+            for (at, now) in b.first.iter_mut().zip(&self.branch.first) {
+                match *now {
+                    Some((_, _, lv)) if mask.has(lv) => *at = *now,
+                    Some(_) => search_first = true,
+                    None => {}
+                }
+            }
+        }
+        let pieces = if atoms || search_first {
             &mask.ranges[..]
         } else {
             &[]
         };
         for (i, lo, _) in self.pieces(pieces) {
             let e = &self.log.entries[i];
-            let lamport = e.lamport + u64::from(lo - e.lv);
-            let replica = self.log.agents[e.agent as usize].id;
-            let first = &mut b.first[e.field as usize];
-            if first.is_none_or(|x| (lamport, replica) < x) {
-                *first = Some((lamport, replica));
+            if search_first {
+                let lamport = e.lamport + u64::from(lo - e.lv);
+                let replica = self.log.agents[e.agent as usize].id;
+                let first = &mut b.first[e.field as usize];
+                if first.is_none_or(|(l, r, _)| (lamport, replica) < (l, r)) {
+                    *first = Some((lamport, replica, lo));
+                }
             }
             if let Op::Atom { idx } = e.op {
                 let f = e.field as usize;
@@ -516,15 +530,13 @@ impl Doc {
     /// The items of `tree` (field `f`) that `mask` includes, with its delete counts.
     fn filter_tree(&self, tree: &Tree, f: u32, mask: &Mask) -> Tree {
         let is_list = self.log.fields[f as usize].kind == Kind::List;
-        let mut out = Tree::new();
-        let mut index = crate::tree::LvIndex::default();
+        let mut out: Vec<Run> = Vec::new();
         for r in tree.runs() {
             // Whole runs first: most are wholly in or out, and most of those visible.
             match uniform(&mask.bits, r.lv, r.lv + r.len) {
                 Some(false) => continue,
                 Some(true) if uniform(&mask.vis, r.lv, r.lv + r.len) == Some(true) => {
-                    let run = Run { dels: 0, ..*r };
-                    out.insert(out.end(), run, &self.log.content, &mut index);
+                    out.push(Run { dels: 0, ..*r });
                     continue;
                 }
                 _ => {}
@@ -542,13 +554,12 @@ impl Doc {
                     j += 1;
                 }
                 if inc {
-                    let piece = self.sub_run(r, k, j, is_list, dels);
-                    out.insert(out.end(), piece, &self.log.content, &mut index);
+                    out.push(self.sub_run(r, k, j, is_list, dels));
                 }
                 k = j;
             }
         }
-        out
+        Tree::from_runs(&out)
     }
 
     /// Items `k..j` of run `r` as a run of their own, hidden by `dels` deletes.

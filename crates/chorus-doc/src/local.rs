@@ -129,7 +129,7 @@ impl Doc {
         let seq = self.log.agents[me as usize].next_seq();
         let lamport = self.log.max_lamport + 1;
         if self.branch.first[field as usize].is_none() {
-            self.touch(field, lamport, self.replica);
+            self.touch(field, lamport, self.replica, self.log.next_lv());
         }
         self.log.push(me, seq, lamport, field, op, len);
     }
@@ -280,7 +280,7 @@ impl Doc {
         for i in 0..self.log.entries.len() {
             let e = self.log.entries[i];
             let replica = self.log.agents[e.agent as usize].id;
-            self.touch(e.field, e.lamport, replica);
+            self.touch(e.field, e.lamport, replica, e.lv);
             match e.op {
                 Op::Insert {
                     origin_left,

@@ -312,6 +312,85 @@ impl Tree {
         }
     }
 
+    /// A tree of `runs`, in document order, built bottom up: full leaves, full nodes.
+    /// (For trees built whole, as at another version; the LV index is not filled.)
+    pub fn from_runs(runs: &[Run]) -> Self {
+        if runs.is_empty() {
+            return Tree::new();
+        }
+        let n_leaves = runs.len().div_ceil(LEAF_CAP);
+        let mut leaves = Vec::with_capacity(n_leaves);
+        let mut level: Vec<(u32, Counts)> = Vec::with_capacity(n_leaves);
+        let mut total = Counts::default();
+        for (i, chunk) in runs.chunks(LEAF_CAP).enumerate() {
+            let mut leaf = Leaf {
+                runs: [Run::default(); LEAF_CAP],
+                n: chunk.len() as u8,
+                slot: 0,
+                parent: 0,
+                prev: if i == 0 { NONE } else { i as u32 - 1 },
+                next: if i + 1 == n_leaves {
+                    NONE
+                } else {
+                    i as u32 + 1
+                },
+            };
+            leaf.runs[..chunk.len()].copy_from_slice(chunk);
+            let mut c = Counts::default();
+            for r in chunk {
+                c.add(r.counts());
+            }
+            total.add(c);
+            leaves.push(leaf);
+            level.push((i as u32, c));
+        }
+        let mut nodes: Vec<Node> = Vec::with_capacity(n_leaves / (NODE_CAP - 1) + 2);
+        let mut leaf_children = true;
+        let root = loop {
+            let mut up = Vec::with_capacity(level.len().div_ceil(NODE_CAP));
+            for group in level.chunks(NODE_CAP) {
+                let id = nodes.len() as u32;
+                let mut node = Node {
+                    children: [0; NODE_CAP],
+                    counts: [Counts::default(); NODE_CAP],
+                    n: group.len() as u8,
+                    slot: 0,
+                    parent: NONE,
+                    leaf_children,
+                };
+                let mut sum = Counts::default();
+                for (k, &(child, c)) in group.iter().enumerate() {
+                    node.children[k] = child;
+                    node.counts[k] = c;
+                    sum.add(c);
+                    if leaf_children {
+                        let l = &mut leaves[child as usize];
+                        (l.parent, l.slot) = (id, k as u8);
+                    } else {
+                        let n = &mut nodes[child as usize];
+                        (n.parent, n.slot) = (id, k as u8);
+                    }
+                }
+                nodes.push(node);
+                up.push((id, sum));
+            }
+            if up.len() == 1 {
+                break up[0].0;
+            }
+            level = up;
+            leaf_children = false;
+        };
+        Tree {
+            leaves,
+            nodes,
+            root,
+            first_leaf: 0,
+            last_leaf: n_leaves as u32 - 1,
+            total,
+            hint: None,
+        }
+    }
+
     /// Makes room for about `runs` more runs without moving the leaves.
     pub fn reserve(&mut self, runs: usize) {
         self.leaves.reserve(runs / (LEAF_CAP / 2) + 1);
@@ -1147,5 +1226,70 @@ impl Tree {
             sum.add(c);
         }
         Ok(sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_built_whole_keep_the_invariants() {
+        let content = "x".repeat(20_000);
+        for n in [
+            0usize,
+            1,
+            LEAF_CAP,
+            LEAF_CAP + 1,
+            LEAF_CAP * NODE_CAP + 1,
+            9_999,
+        ] {
+            let runs: Vec<Run> = (0..n as u32)
+                .map(|i| Run {
+                    lv: i * 2,
+                    len: 2,
+                    origin_left: NONE,
+                    origin_right: NONE,
+                    byte_start: i * 2,
+                    byte_len: 2,
+                    utf16_len: 2,
+                    dels: i % 3 / 2,
+                })
+                .collect();
+            let t = Tree::from_runs(&runs);
+            t.check(&LvIndex::default()).unwrap();
+            assert_eq!(t.runs().copied().collect::<Vec<_>>(), runs, "{n} runs");
+            let visible = runs.iter().filter(|r| !r.deleted()).count() as u32 * 2;
+            assert_eq!(t.total().chars, visible);
+            assert_eq!(t.total().raw, n as u32 * 2);
+            // Still editable: an insert at the end and in the middle.
+            let mut t = t;
+            let mut index = LvIndex::default();
+            let end = t.end();
+            let run = Run {
+                lv: 1_000_000,
+                len: 1,
+                origin_left: NONE,
+                origin_right: NONE,
+                byte_start: 0,
+                byte_len: 1,
+                utf16_len: 1,
+                dels: 0,
+            };
+            t.insert(end, run, &content, &mut index);
+            t.check(&index).unwrap();
+            if let Some((cur, _)) = t.find_visible(visible / 2, Unit::Char, &content).unwrap() {
+                t.insert(
+                    cur,
+                    Run {
+                        lv: 1_000_001,
+                        ..run
+                    },
+                    &content,
+                    &mut index,
+                );
+                t.check(&index).unwrap();
+            }
+        }
     }
 }
