@@ -318,3 +318,49 @@ test("the format version 3 update (change metadata) is pinned", () => {
   plain.insertText("t", 0, "x");
   assert.equal(plain.encode()[4], 2);
 });
+
+test("the history panel's pieces: blame runs cut by what changed since, in UTF-16 units", async () => {
+  const { pieces, whatChanged } = await import("../src/history.js");
+  const a = new Doc(R1);
+  const b = new Doc(R2);
+  a.transact([["insertText", "body", 0, "one 😀 two"]], { time: T0 });
+  syncDocs(a, b);
+  b.transact([["insertText", "body", 4, "🎉"]], { time: T0 + 1 }); // "one 🎉😀 two"
+  syncDocs(a, b);
+  const v = a.version();
+  a.transact([["deleteText", "body", 6, 2], ["insertText", "body", 0, ">"]], { time: T0 + 2 });
+  assert.equal(a.text("body"), ">one 🎉 two");
+  const then = a.at(v).text("body");
+  const delta = a.diff(v, a.version()).changes.find((c) => c.kind === "text").diff;
+  const got = pieces(then, a.blame("body", v), delta);
+  assert.deepEqual(got, [
+    { added: ">" },
+    { text: "one ", replica: R1, gone: false },
+    { text: "🎉", replica: R2, gone: false },
+    { text: "😀", replica: R1, gone: true },
+    { text: " two", replica: R1, gone: false },
+  ]);
+  // The pieces that are not additions spell the old text.
+  assert.equal(got.map((p) => p.text ?? "").join(""), then);
+  assert.deepEqual(pieces("", [], []), []);
+  assert.deepEqual(pieces("", [], [{ insert: "x" }]), [{ added: "x" }]);
+  const h = a.history(60_000);
+  assert.equal(whatChanged(h[0]), "+9 −0 chars"); // "one 😀 two" is 9 chars
+  assert.equal(whatChanged(h.at(-1)), "+1 −1 chars");
+  assert.equal(whatChanged({ inserted: 0, deleted: 0, other: 2 }), "2 other changes");
+});
+
+test("the history panel joins one writer's keystrokes into one piece", async () => {
+  const { pieces } = await import("../src/history.js");
+  const d = new Doc(R1);
+  for (const [i, ch] of [..."abc"].entries()) d.transact([["insertText", "t", i, ch]], { time: T0 + i });
+  const v = d.version();
+  d.deleteText("t", 1, 2);
+  const blame = d.blame("t", v);
+  assert.equal(blame.length, 3, "a change per keystroke");
+  const delta = d.diff(v, d.version()).changes[0].diff;
+  assert.deepEqual(pieces("abc", blame, delta), [
+    { text: "a", replica: R1, gone: false },
+    { text: "bc", replica: R1, gone: true },
+  ]);
+});
