@@ -170,8 +170,13 @@ export function createHistoryPanel({
     view.hidden = picked === null;
     if (picked === null) return;
     const at = doc.at(picked.version);
-    const text = at.text(field);
-    const blame = at.blame(field);
+    let text, blame;
+    try {
+      text = at.text(field);
+      blame = at.blame(field);
+    } finally {
+      at.free(); // now, rather than whenever the garbage collector runs
+    }
     const change = doc
       .diff(picked.version, doc.version())
       .changes.find((c) => c.kind === "text" && c.path.length === 1 && c.path[0] === field);

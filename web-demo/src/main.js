@@ -264,7 +264,9 @@ async function main() {
   addEventListener("pagehide", () => provider.sendPresence(awareness.clearLocal(Date.now())));
 
   if (readOnly) {
-    for (const el of document.querySelectorAll("main button:not(#history-toggle), #title")) el.disabled = true;
+    // Looking at the history stays possible; restoring is hidden (history.js).
+    const controls = document.querySelectorAll("main button:not(#history-toggle), #title");
+    for (const el of controls) el.disabled = true;
   }
 
   // Who writes under our replica id, so conflicts can name their writers.

@@ -653,6 +653,7 @@ impl Doc {
     /// `from`); `origin` lists the replicas whose operations `to` has and `from` lacks.
     /// The versions need not be ordered: from a later to an earlier one, the deltas
     /// undo what happened in between.
+    #[wasm_bindgen(unchecked_return_type = "DocEvent")]
     pub fn diff(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | string")] from: JsValue,

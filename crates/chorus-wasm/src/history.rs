@@ -233,6 +233,13 @@ export interface HistoryGroup {
   /** The version just after this group: open it with `Doc.at`. */
   version: Uint8Array;
 }
+/** What changed, as `observe` delivers it and `diff` returns it: `origin` is "local" or
+ * the remote replicas; each change names its field (`path`), its kind and its `diff`
+ * (see the crate docs for each kind's shape). */
+export interface DocEvent {
+  origin: "local" | string[];
+  changes: { path: string[]; kind: string; diff: any }[];
+}
 /** What a commit records besides its operations. */
 export interface CommitOptions {
   message?: string;
