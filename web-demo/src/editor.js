@@ -1,7 +1,7 @@
 // CodeMirror 6 bound to a Chorus text field.
 //
 // Local changes become one transaction of text ops each (positions in UTF-16 units,
-// as CodeMirror counts); every other change of the field — remote ops, undo, redo —
+// as CodeMirror counts), committed with the time for the history; every other change of the field — remote ops, undo, redo —
 // arrives as an event and becomes a CodeMirror change annotated as ours, so it is never
 // sent back (no echo). Undo is the engine's: it undoes this replica's own edits only,
 // and undoing a delete brings back the original characters, never a copy. Remote
@@ -126,7 +126,7 @@ export function createEditor({ parent, doc, field, undo, onSelection, readOnly =
       if (ops.length === 0) continue;
       applying = true;
       try {
-        doc.transact(ops);
+        doc.transact(ops, { time: Date.now() }); // typing: a time, no message
       } catch (e) {
         // Cannot happen while editor and document agree; if they ever disagree, the
         // document wins.

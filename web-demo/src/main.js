@@ -1,9 +1,11 @@
 // The Chorus demo: one document with a text (CodeMirror), a counter, a
 // last-writer-wins title and a multi-value status, synced through the relay that
-// serves this page, kept in IndexedDB, editable offline.
+// serves this page, kept in IndexedDB, editable offline; and its history (history.js).
+// Every commit the page makes carries the time, for the history.
 
 import init, { Awareness, Doc, UndoManager } from "../pkg/chorus_wasm.js";
 import { createEditor } from "./editor.js";
+import { createHistoryPanel } from "./history.js";
 import { ChorusProvider } from "./provider.js";
 import { DocStore, Persister } from "./store.js";
 
@@ -24,6 +26,9 @@ function hash(s) {
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
   return h >>> 0;
 }
+
+/** A person's colour (carets, the name in the header, the history): from their name. */
+const colorFor = (name) => COLORS[hash(name) % COLORS.length];
 
 /** The document, the user's name and the token, from the URL (a new document if none). */
 function fromUrl() {
@@ -53,7 +58,7 @@ function fromUrl() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   let ws = `${scheme}://${location.host}/ws/${encodeURIComponent(docId)}`;
   if (token) ws += `?token=${encodeURIComponent(token)}`;
-  return { docId, name, color: COLORS[hash(name) % COLORS.length], ws, readOnly };
+  return { docId, name, color: colorFor(name), ws, readOnly };
 }
 
 function describe(status) {
@@ -120,6 +125,13 @@ async function main() {
     const n = doc.mapGet(PEOPLE, replica);
     return typeof n === "string" ? n : replica.slice(0, 6);
   };
+  /** The colour of whoever writes under `replica`, as their carets show it. */
+  const colorOf = (replica) => {
+    const n = doc.mapGet(PEOPLE, replica);
+    return typeof n === "string" ? colorFor(n) : COLORS[hash(replica) % COLORS.length];
+  };
+  /** One edit (`[method, ...args]`) as its own change, stamped with the time. */
+  const commit = (...edits) => doc.transact(edits, { time: Date.now() });
 
   // Presence: our name, colour and selection (as stable cursors).
   let presence = { name, color, anchor: null, head: null };
@@ -231,15 +243,17 @@ async function main() {
   provider.addEventListener("presence", renderPeers);
 
   // Controls.
-  $("#counter-inc").addEventListener("click", () => doc.counterAdd(COUNTER, 1));
-  $("#counter-dec").addEventListener("click", () => doc.counterAdd(COUNTER, -1));
-  $("#title").addEventListener("input", (e) => doc.setRegister(TITLE, e.target.value, Date.now()));
+  $("#counter-inc").addEventListener("click", () => commit(["counterAdd", COUNTER, 1]));
+  $("#counter-dec").addEventListener("click", () => commit(["counterAdd", COUNTER, -1]));
+  $("#title").addEventListener("input", (e) =>
+    commit(["setRegister", TITLE, e.target.value, Date.now()]),
+  );
   for (const b of document.querySelectorAll("#status-buttons button")) {
-    b.addEventListener("click", () => doc.setMulti(STATUS, b.dataset.value, Date.now()));
+    b.addEventListener("click", () => commit(["setMulti", STATUS, b.dataset.value, Date.now()]));
   }
   $("#status-picks").addEventListener("click", (e) => {
     const b = e.target.closest("button.status-pick");
-    if (b) doc.setMulti(STATUS, b.dataset.value, Date.now());
+    if (b) commit(["setMulti", STATUS, b.dataset.value, Date.now()]);
   });
   $("#online").addEventListener("change", (e) => {
     if (e.target.checked) provider.connect();
@@ -250,14 +264,35 @@ async function main() {
   addEventListener("pagehide", () => provider.sendPresence(awareness.clearLocal(Date.now())));
 
   if (readOnly) {
-    for (const el of document.querySelectorAll("main button, #title")) el.disabled = true;
+    // Looking at the history stays possible; restoring is hidden (history.js).
+    const controls = document.querySelectorAll("main button:not(#history-toggle), #title");
+    for (const el of controls) el.disabled = true;
   }
 
   // Who writes under our replica id, so conflicts can name their writers.
   if (!readOnly && doc.mapGet(PEOPLE, doc.replicaId()) !== name) {
-    doc.mapSet(PEOPLE, doc.replicaId(), name);
+    commit(["mapSet", PEOPLE, doc.replicaId(), name]);
     undo.clear(); // not something to undo
   }
+
+  const historyPanel = createHistoryPanel({
+    root: $("#history-panel"),
+    toggle: $("#history-toggle"),
+    doc,
+    field: TEXT,
+    nameOf: peerName,
+    colorOf,
+    readOnly,
+    restore(version, message) {
+      // A revert takes every field back, `people` too; but who writes under which id
+      // is not content, and a restored version from before someone joined must not
+      // forget their name: what the revert took back is written again.
+      const people = doc.mapKeys(PEOPLE).map((id) => [id, doc.mapGet(PEOPLE, id)]);
+      doc.revertTo(version, Date.now(), message);
+      const lost = people.filter(([id, n]) => typeof n === "string" && doc.mapGet(PEOPLE, id) !== n);
+      if (lost.length > 0) commit(...lost.map(([id, n]) => ["mapSet", PEOPLE, id, n]));
+    },
+  });
 
   renderFields();
   renderStatus();
@@ -272,6 +307,7 @@ async function main() {
     awareness,
     undo,
     statuses: STATUSES,
+    history: historyPanel,
   };
 }
 

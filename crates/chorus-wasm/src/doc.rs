@@ -5,15 +5,17 @@ use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 
 use chorus_doc::{
-    Assoc, Cursor, Event, MapMut, ReplicaId, Rule, SubscriptionId, TextUnit, Transaction, Value,
+    Assoc, Change, CommitOptions, Cursor, Event, MapMut, ReplicaId, Rule, SubscriptionId, TextUnit,
+    Transaction, Value,
 };
-use js_sys::{Array, Function};
+use js_sys::{Array, Function, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{
     decode_vv, encode_vv, event, from_json, from_map_value, from_value, kind_name, obj,
     parse_replica, replica_hex, to_value, write,
 };
+use crate::history::{Checkout, blame_run, history_group, version_of};
 
 /// What a `Doc` and the `UndoManager`s over it share.
 pub(crate) struct Shared {
@@ -68,7 +70,7 @@ impl std::fmt::Debug for Doc {
     }
 }
 
-fn js_err(e: impl std::fmt::Display) -> JsError {
+pub(crate) fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
@@ -98,6 +100,39 @@ fn now_of(v: f64) -> Result<u64, JsError> {
             "nowMs must be a non-negative number of milliseconds",
         ))
     }
+}
+
+/// Commit metadata from JS: `undefined`/`null` (none) or `{ message?, time? }`, the time
+/// in milliseconds since the Unix epoch.
+fn options_of(v: &JsValue) -> Result<CommitOptions, JsError> {
+    let mut o = CommitOptions::new();
+    if v.is_undefined() || v.is_null() {
+        return Ok(o);
+    }
+    if !v.is_object() {
+        return Err(JsError::new(
+            "commit options are an object: { message?: string, time?: number }",
+        ));
+    }
+    let get = |k: &str| Reflect::get(v, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+    let message = get("message");
+    if !message.is_undefined() && !message.is_null() {
+        o = o.message(
+            message
+                .as_string()
+                .ok_or_else(|| JsError::new("options.message must be a string"))?,
+        );
+    }
+    let time = get("time");
+    if !time.is_undefined() && !time.is_null() {
+        let t = time
+            .as_f64()
+            .ok_or_else(|| JsError::new("options.time must be a number of milliseconds"))?;
+        o = o.time(now_of(t).map_err(|_| {
+            JsError::new("options.time must be a non-negative number of milliseconds")
+        })?);
+    }
+    Ok(o)
 }
 
 /// A map path: a root field name, or an array of it and the keys of nested maps.
@@ -268,24 +303,46 @@ impl Doc {
         &self,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<(), JsError>,
     ) -> Result<(), JsError> {
-        {
-            let mut d = self.shared.doc.borrow_mut();
+        self.edit_with(CommitOptions::new(), f)
+    }
+
+    /// [`edit`](Self::edit), committed with `options` (message, time).
+    fn edit_with(
+        &self,
+        options: CommitOptions,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<(), JsError>,
+    ) -> Result<(), JsError> {
+        self.change(|d| -> Result<Option<Change>, JsError> {
             let mut tx = d.transact();
             f(&mut tx)?;
-            let change = tx.commit();
-            if change.is_some() {
+            Ok(tx.commit_with(options))
+        })?;
+        Ok(())
+    }
+
+    /// Runs `f`, which makes at most one local change; records that change for the
+    /// undo managers, then delivers the events (also when `f` failed: it made none).
+    fn change<R>(
+        &self,
+        f: impl FnOnce(&mut chorus_doc::Doc) -> Result<Option<Change>, R>,
+    ) -> Result<Option<Change>, R> {
+        let r = {
+            let mut d = self.shared.doc.borrow_mut();
+            let r = f(&mut d);
+            if let Ok(Some(change)) = &r {
                 let mut managers = self.shared.undo.borrow_mut();
                 managers.retain(|m| m.strong_count() > 0);
                 if !managers.is_empty() {
                     let now = js_sys::Date::now() as u64;
                     for m in managers.iter().filter_map(Weak::upgrade) {
-                        m.borrow_mut().record(&d, change.as_ref(), now);
+                        m.borrow_mut().record(&d, Some(change), now);
                     }
                 }
             }
-        }
+            r
+        };
         self.shared.flush();
-        Ok(())
+        r
     }
 
     fn read<R>(&self, f: impl FnOnce(&chorus_doc::Doc) -> R) -> R {
@@ -552,13 +609,121 @@ impl Doc {
     /// take, for `insertText`, `deleteText`, `counterAdd`, `setRegister`, `setMulti`,
     /// `setMerged`, `mapSet`, `mapDelete`, `mapCreateMap` (path, key), `listInsert`,
     /// `listDelete`. If one fails, none is made.
-    pub fn transact(&self, edits: Array) -> Result<(), JsError> {
-        self.edit(|tx| {
+    ///
+    /// `options` is what the change records besides its operations, kept in the log
+    /// and sent with them: `{ message?, time? }`, `time` in milliseconds since the Unix
+    /// epoch (`Date.now()`; the engine reads no clock). See `history` and `blame`.
+    pub fn transact(
+        &self,
+        edits: Array,
+        #[wasm_bindgen(unchecked_optional_param_type = "CommitOptions")] options: Option<JsValue>,
+    ) -> Result<(), JsError> {
+        let options = options
+            .as_ref()
+            .map_or(Ok(CommitOptions::new()), options_of)?;
+        self.edit_with(options, |tx| {
             for op in edits.iter() {
                 run_op(tx, &op)?;
             }
             Ok(())
         })
+    }
+
+    // ---------------------------------------------------------------- history
+
+    /// The version vector as URL-safe text (the same version as `version()`'s bytes);
+    /// every method taking a version takes either form.
+    #[wasm_bindgen(js_name = versionText)]
+    pub fn version_text(&self) -> String {
+        self.read(|d| d.version().to_text())
+    }
+
+    /// The document as it was at `version` (bytes from `version()` or a history
+    /// group, or their text), read-only. Throws when this replica lacks operations the
+    /// version names ("unknown version … sync first") or no replica could have held it.
+    pub fn at(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | string")] version: JsValue,
+    ) -> Result<Checkout, JsError> {
+        Checkout::open(&self.shared, version_of(&version)?)
+    }
+
+    /// What changed from version `from` to version `to`, as the event `observe`
+    /// delivers (`{ origin, changes }`, text deltas in UTF-16 units against the text at
+    /// `from`); `origin` lists the replicas whose operations `to` has and `from` lacks.
+    /// The versions need not be ordered: from a later to an earlier one, the deltas
+    /// undo what happened in between.
+    #[wasm_bindgen(unchecked_return_type = "DocEvent")]
+    pub fn diff(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | string")] from: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | string")] to: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let (from, to) = (version_of(&from)?, version_of(&to)?);
+        let e = self
+            .read(|d| d.diff(&from, &to, TextUnit::Utf16))
+            .map_err(js_err)?;
+        Ok(event(&e))
+    }
+
+    /// Makes the document show what it showed at `version` again, with new operations
+    /// in one change (undoable, synced like any edit; edits made elsewhere meanwhile
+    /// are kept), committed at `timeMs` (`Date.now()`: its time, and the time of the
+    /// register writes it makes) with `message` if given. Returns whether anything
+    /// differed.
+    #[wasm_bindgen(js_name = revertTo)]
+    pub fn revert_to(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | string")] version: JsValue,
+        time_ms: f64,
+        message: Option<String>,
+    ) -> Result<bool, JsError> {
+        let (version, now) = (version_of(&version)?, now_of(time_ms)?);
+        let mut options = CommitOptions::new().time(now);
+        if let Some(m) = message {
+            options = options.message(m);
+        }
+        let change = self
+            .change(|d| d.revert_to_with(&version, now, options))
+            .map_err(js_err)?;
+        Ok(change.is_some())
+    }
+
+    /// Who inserted each character of text `field` — now, or at `version` — and in
+    /// which change: `[{ start, end, replica, seqStart, seqEnd, lamport, time,
+    /// message }]`, runs covering the whole text in order, `start`/`end` in UTF-16
+    /// units; `time` and `message` are null for changes that recorded none. Undo and
+    /// revert bring back original characters, so their typist stays the author.
+    #[wasm_bindgen(unchecked_return_type = "BlameRun[]")]
+    pub fn blame(
+        &self,
+        field: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "Uint8Array | string")] version: Option<
+            JsValue,
+        >,
+    ) -> Result<Array, JsError> {
+        if let Some(v) = version.filter(|v| !v.is_null()) {
+            return self.at(v)?.blame(field);
+        }
+        let runs = self.read(|d| {
+            let t = d.text(field);
+            t.blame_utf16(0..t.len_utf16())
+        });
+        Ok(runs.map_err(js_err)?.iter().map(blame_run).collect())
+    }
+
+    /// The changes this document holds, grouped for a history view, oldest first:
+    /// consecutive changes of one writer whose times lie at most `gapMs` apart (changes
+    /// without a time group with neighbours without one). Each group is `{ replica,
+    /// changes: [{ replica, seqStart, seqEnd, lamport, time, message }], inserted,
+    /// deleted, other, firstTime, lastTime, version }`: chars and list items inserted
+    /// and deleted, other operations, and `version`, the document just after the
+    /// group, to pass to `at`, `diff` or `revertTo`.
+    #[wasm_bindgen(unchecked_return_type = "HistoryGroup[]")]
+    pub fn history(&self, gap_ms: f64) -> Result<Array, JsError> {
+        let gap = now_of(gap_ms)
+            .map_err(|_| JsError::new("gapMs must be a non-negative number of milliseconds"))?;
+        Ok(self.read(|d| d.history(gap).iter().map(history_group).collect()))
     }
 
     // ---------------------------------------------------------------- whole doc

@@ -44,8 +44,10 @@
 //!   `list(field)`.
 //! - Values are `null`, booleans, numbers (integral ones are stored as integers),
 //!   bigints, strings, `Uint8Array`s and arrays of these.
-//! - Each edit method commits one transaction. `transact([[method, ...args], …])` makes
-//!   several edits one transaction (one change, one event, one undo step), all or none.
+//! - Each edit method commits one transaction. `transact([[method, ...args], …],
+//!   options?)` makes several edits one transaction (one change, one event, one undo
+//!   step), all or none; `options` `{ message?, time? }` (time in ms since the epoch,
+//!   `Date.now()`) are recorded with the change and travel with its operations.
 //! - Sync: `encode()`, `version()`, `encodeSince(version)`, `applyUpdate(bytes)` →
 //!   `{ applied, duplicate, pending, rejected }`; `toJSON()`; `check()`.
 //! - Events: `observe(cb)` → id, `unobserve(id)`. After every commit and every applied
@@ -59,6 +61,18 @@
 //!   conflict }]`. Callbacks run after the change, with the document free to read.
 //! - Cursors: `cursorAt(field, pos, "after" | "before")` → bytes (to keep, or to send
 //!   in presence), `resolveCursor(field, bytes)` → position or `undefined`.
+//! - History: a version is `version()`'s bytes or `versionText()`'s URL-safe text
+//!   (`versionToText(bytes)`, `versionFromText(text)`); every method below takes either.
+//!   `at(version)` → a read-only `Checkout` (`text(field)`, `blame(field)`,
+//!   `counterValue`, `register`, `list`, `toJSON()`, `version()`, `versionText()`);
+//!   `diff(from, to)` → the event `observe` delivers for going from one to the other;
+//!   `revertTo(version, timeMs, message?)` makes the document show `version` again with
+//!   new operations (one undoable change that syncs and keeps concurrent edits) →
+//!   whether anything differed; `blame(field, version?)` → `[{ start, end, replica,
+//!   seqStart, seqEnd, lamport, time, message }]` in UTF-16 units; `history(gapMs)` →
+//!   `[{ replica, changes, inserted, deleted, other, firstTime, lastTime, version }]`,
+//!   oldest first. A version this replica lacks operations of throws ("unknown
+//!   version … sync first").
 //!
 //! **`UndoManager`** — `new UndoManager(doc, captureMs = 500)` records every later edit
 //! made through `doc`'s methods (edits closer than `captureMs` join one step);
@@ -89,9 +103,11 @@
 
 mod convert;
 mod doc;
+mod history;
 mod sync;
 
 pub use doc::{Doc, UndoManager};
+pub use history::{Checkout, version_from_text, version_to_text};
 pub use sync::{
     Awareness, Session, decode_message, decode_version, encode_message, encode_version,
 };
