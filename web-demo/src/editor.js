@@ -114,9 +114,9 @@ export function createEditor({ parent, doc, field, undo, onSelection, readOnly =
   let applying = false; // our own transact is running: its event is not ours to show
 
   const undoKeys = keymap.of([
-    { key: "Mod-z", run: () => (undo.undo(), true), preventDefault: true },
-    { key: "Mod-y", run: () => (undo.redo(), true), preventDefault: true },
-    { key: "Mod-Shift-z", run: () => (undo.redo(), true), preventDefault: true },
+    { key: "Mod-z", run: () => (undo.undo(undefined, { time: Date.now() }), true), preventDefault: true },
+    { key: "Mod-y", run: () => (undo.redo(undefined, { time: Date.now() }), true), preventDefault: true },
+    { key: "Mod-Shift-z", run: () => (undo.redo(undefined, { time: Date.now() }), true), preventDefault: true },
   ]);
 
   const toDoc = EditorView.updateListener.of((update) => {

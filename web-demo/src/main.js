@@ -259,8 +259,8 @@ async function main() {
     if (e.target.checked) provider.connect();
     else provider.disconnect();
   });
-  $("#undo").addEventListener("click", () => undo.undo());
-  $("#redo").addEventListener("click", () => undo.redo());
+  $("#undo").addEventListener("click", () => undo.undo(undefined, { time: Date.now() }));
+  $("#redo").addEventListener("click", () => undo.redo(undefined, { time: Date.now() }));
   addEventListener("pagehide", () => provider.sendPresence(awareness.clearLocal(Date.now())));
 
   if (readOnly) {

@@ -364,3 +364,20 @@ test("the history panel joins one writer's keystrokes into one piece", async () 
     { text: "bc", replica: R1, gone: true },
   ]);
 });
+
+test("undo and redo record the options they are given", () => {
+  const d = new Doc(R1);
+  const undo = new UndoManager(d, 0);
+  d.transact([["insertText", "t", 0, "abc"]], { message: "type", time: T0 });
+  assert.equal(undo.undo(T0 + 10, { message: "undo", time: T0 + 10 }), true);
+  assert.equal(d.text("t"), "");
+  assert.equal(undo.redo(T0 + 20, { time: T0 + 20 }), true);
+  assert.equal(d.text("t"), "abc");
+  const changes = d.history(0).flatMap((g) => g.changes.map((c) => [c.message, c.time]));
+  assert.deepEqual(changes, [
+    ["type", T0],
+    ["undo", T0 + 10],
+    [null, T0 + 20],
+  ]);
+  assert.throws(() => undo.undo(T0, "no"), /commit options are an object/);
+});

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use crate::{Change, Doc, EditError, ReplicaId};
+use crate::{Change, CommitOptions, Doc, EditError, ReplicaId};
 
 /// One undo (or redo) step: the local changes it consists of.
 #[derive(Clone, Debug, Default)]
@@ -92,9 +92,20 @@ impl UndoManager {
 
     /// Undoes the last step; `Ok(false)` if there was nothing left to undo.
     pub fn undo(&mut self, doc: &mut Doc, now_ms: u64) -> Result<bool, EditError> {
+        self.undo_with(doc, now_ms, CommitOptions::default())
+    }
+
+    /// [`undo`](Self::undo), its change committed with a message and time like
+    /// [`Transaction::commit_with`](crate::Transaction::commit_with).
+    pub fn undo_with(
+        &mut self,
+        doc: &mut Doc,
+        now_ms: u64,
+        options: CommitOptions,
+    ) -> Result<bool, EditError> {
         self.last_ms = None;
         while let Some(step) = self.undo.pop() {
-            match invert(doc, &step, now_ms) {
+            match invert(doc, &step, now_ms, &options) {
                 Ok(Some(done)) => {
                     self.redo.push(done);
                     return Ok(true);
@@ -112,9 +123,19 @@ impl UndoManager {
 
     /// Redoes the last undone step; `Ok(false)` if there was nothing to redo.
     pub fn redo(&mut self, doc: &mut Doc, now_ms: u64) -> Result<bool, EditError> {
+        self.redo_with(doc, now_ms, CommitOptions::default())
+    }
+
+    /// [`redo`](Self::redo), its change committed with a message and time.
+    pub fn redo_with(
+        &mut self,
+        doc: &mut Doc,
+        now_ms: u64,
+        options: CommitOptions,
+    ) -> Result<bool, EditError> {
         self.last_ms = None;
         while let Some(step) = self.redo.pop() {
-            match invert(doc, &step, now_ms) {
+            match invert(doc, &step, now_ms, &options) {
                 Ok(Some(done)) => {
                     self.undo.push(done);
                     return Ok(true);
@@ -148,10 +169,17 @@ impl UndoManager {
 }
 
 /// Applies the inverse of `step` in one transaction; the step that inverts it back.
-fn invert(doc: &mut Doc, step: &Step, now_ms: u64) -> Result<Option<Step>, EditError> {
+fn invert(
+    doc: &mut Doc,
+    step: &Step,
+    now_ms: u64,
+    options: &CommitOptions,
+) -> Result<Option<Step>, EditError> {
     let tx = doc.transact();
     tx.doc.invert(&step.seqs, now_ms)?;
-    Ok(tx.commit().map(|c| Step { seqs: vec![c.seqs] }))
+    Ok(tx
+        .commit_with(options.clone())
+        .map(|c| Step { seqs: vec![c.seqs] }))
 }
 
 fn push_range(v: &mut Vec<Range<u64>>, r: Range<u64>) {

@@ -868,22 +868,48 @@ impl UndoManager {
 
     /// Undoes the last step (as new operations that sync like any edit); false if
     /// there was nothing to undo. `nowMs` defaults to `Date.now()`.
-    pub fn undo(&self, now_ms: Option<f64>) -> Result<bool, JsError> {
+    ///
+    /// `options` (`{ message?, time? }`, as for `Doc.transact`) is recorded with the
+    /// change the undo makes.
+    pub fn undo(
+        &self,
+        now_ms: Option<f64>,
+        #[wasm_bindgen(unchecked_optional_param_type = "CommitOptions")] options: Option<JsValue>,
+    ) -> Result<bool, JsError> {
         let now = now_of(now_ms.unwrap_or_else(js_sys::Date::now))?;
+        let options = options
+            .as_ref()
+            .map_or(Ok(CommitOptions::new()), options_of)?;
         let r = {
             let mut d = self.shared.doc.borrow_mut();
-            self.inner.borrow_mut().undo(&mut d, now).map_err(js_err)
+            self.inner
+                .borrow_mut()
+                .undo_with(&mut d, now, options)
+                .map_err(js_err)
         };
         self.shared.flush();
         r
     }
 
     /// Redoes the last undone step; false if there was nothing to redo.
-    pub fn redo(&self, now_ms: Option<f64>) -> Result<bool, JsError> {
+    ///
+    /// `options` (`{ message?, time? }`, as for `Doc.transact`) is recorded with the
+    /// change the redo makes.
+    pub fn redo(
+        &self,
+        now_ms: Option<f64>,
+        #[wasm_bindgen(unchecked_optional_param_type = "CommitOptions")] options: Option<JsValue>,
+    ) -> Result<bool, JsError> {
         let now = now_of(now_ms.unwrap_or_else(js_sys::Date::now))?;
+        let options = options
+            .as_ref()
+            .map_or(Ok(CommitOptions::new()), options_of)?;
         let r = {
             let mut d = self.shared.doc.borrow_mut();
-            self.inner.borrow_mut().redo(&mut d, now).map_err(js_err)
+            self.inner
+                .borrow_mut()
+                .redo_with(&mut d, now, options)
+                .map_err(js_err)
         };
         self.shared.flush();
         r

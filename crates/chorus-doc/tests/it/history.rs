@@ -538,3 +538,42 @@ fn history_groups_changes_by_writer_and_time() {
     assert_eq!(g[0].changes[0].seqs, 0..3);
     assert_eq!(g[0].changes[0].time, None);
 }
+
+#[test]
+fn undo_and_redo_can_carry_metadata() {
+    use chorus_doc::CommitOptions;
+    let mut a = Doc::new(ReplicaId::from_u128(1));
+    let mut undo = UndoManager::new(0);
+    let mut tx = a.transact();
+    tx.text("t").insert(0, "abc").unwrap();
+    let c = tx.commit_with(CommitOptions::new().message("type").time(10));
+    undo.record(&a, c.as_ref(), 10);
+    let mut tx = a.transact();
+    tx.text("t").delete(0, 3).unwrap();
+    let c = tx.commit();
+    undo.record(&a, c.as_ref(), 20);
+    assert!(
+        undo.undo_with(&mut a, 30, CommitOptions::new().message("undo").time(30))
+            .unwrap()
+    );
+    assert_eq!(a.text("t").to_string(), "abc");
+    assert!(
+        undo.redo_with(&mut a, 40, CommitOptions::new().time(40))
+            .unwrap()
+    );
+    let last: Vec<_> = a
+        .history(0)
+        .iter()
+        .flat_map(|g| g.changes.clone())
+        .map(|c| (c.message.as_deref().map(str::to_string), c.time))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            (Some("type".to_string()), Some(10)),
+            (None, None),
+            (Some("undo".to_string()), Some(30)),
+            (None, Some(40)),
+        ]
+    );
+}
