@@ -458,6 +458,20 @@ fn check_history(sim: &Sim) {
         apply(&mut shadow, &ev, unit, &ctx);
         assert_eq!(shadow, read(&doc.at(&b.version).unwrap()), "{ctx}");
     }
+    // To and from the current version (which needs no mask).
+    let now = doc.version().clone();
+    for (round, unit) in [TextUnit::Char, TextUnit::Utf16].into_iter().enumerate() {
+        let a = pick(&mut rng);
+        let ctx = format!("seed {seed}: diff to and from now, round {round} ({unit:?})");
+        let ev = doc.diff(&a.version, &now, unit).unwrap();
+        let mut shadow = read(&doc.at(&a.version).unwrap());
+        apply(&mut shadow, &ev, unit, &ctx);
+        assert_eq!(shadow, read(doc), "{ctx}");
+        let ev = doc.diff(&now, &a.version, unit).unwrap();
+        let mut shadow = read(doc);
+        apply(&mut shadow, &ev, unit, &ctx);
+        assert_eq!(shadow, read(&doc.at(&a.version).unwrap()), "{ctx}: back");
+    }
     // A fork at a snapshot edits and merges back.
     let snap = pick(&mut rng);
     let mut docs: Vec<Doc> = sim.replicas.iter().map(|r| r.doc.clone()).collect();

@@ -183,24 +183,37 @@ impl Doc {
         to: &VersionVector,
         unit: TextUnit,
     ) -> Result<Event, HistoryError> {
-        let a = self.mask(from)?;
-        let b = self.mask(to)?;
-        let ba = self.branch_at(&a, false);
-        let bb = self.branch_at(&b, false);
+        // The current version needs no mask: its state is the current branch.
+        let mask_of = |v: &VersionVector| -> Result<Option<Mask>, HistoryError> {
+            if v == self.version() {
+                Ok(None)
+            } else {
+                self.mask(v).map(Some)
+            }
+        };
+        let (a, b) = (mask_of(from)?, mask_of(to)?);
+        let (ba, bb) = (
+            a.as_ref().map(|m| self.branch_at(m, false)),
+            b.as_ref().map(|m| self.branch_at(m, false)),
+        );
+        let (ba, bb) = (
+            ba.as_ref().unwrap_or(&self.branch),
+            bb.as_ref().unwrap_or(&self.branch),
+        );
         let mut changes = Vec::new();
         for (f, field) in self.log.fields.iter().enumerate() {
             let f = f as u32;
             let diff = match field.kind {
-                Kind::Text | Kind::List => self.seq_delta(f, &a, &b, unit),
+                Kind::Text | Kind::List => self.seq_delta(f, a.as_ref(), b.as_ref(), unit),
                 Kind::Counter => {
-                    let (x, y) = (counter_of(&ba, f), counter_of(&bb, f));
+                    let (x, y) = (counter_of(ba, f), counter_of(bb, f));
                     (x != y).then(|| Diff::Counter {
                         delta: y.wrapping_sub(x),
                         value: y,
                     })
                 }
                 Kind::Register(_) => {
-                    let (ra, rb) = (self.register_in(&ba, f), self.register_in(&bb, f));
+                    let (ra, rb) = (self.register_in(ba, f), self.register_in(bb, f));
                     let (old_conflicts, conflicts) = (ra.conflicts(), rb.conflicts());
                     let value = rb.value();
                     (value != ra.value() || conflicts != old_conflicts).then_some(Diff::Register {
@@ -210,7 +223,7 @@ impl Doc {
                     })
                 }
                 Kind::Map => {
-                    let (ma, mb) = (self.map_in(&ba, f), self.map_in(&bb, f));
+                    let (ma, mb) = (self.map_in(ba, f), self.map_in(bb, f));
                     let mut keys: Vec<&str> = ma.keys().chain(mb.keys()).collect();
                     keys.sort_unstable();
                     keys.dedup();
@@ -428,7 +441,9 @@ impl Doc {
                 });
             }
         }
-        let mut dels = vec![0u32; n as usize];
+        // Only items the version has can be hidden at it: the count ends there.
+        let top = mask.ranges.iter().map(|r| r.1).max().unwrap_or(0);
+        let mut dels = vec![0u32; top as usize];
         let mut vis = mask.bits.clone();
         for (i, lo, hi) in deletes {
             let e = &self.log.entries[i];
@@ -596,8 +611,23 @@ impl Doc {
         }
     }
 
-    /// The delta of text or list field `f` from version `a` to version `b`.
-    fn seq_delta(&self, f: u32, a: &Mask, b: &Mask, unit: TextUnit) -> Option<Diff> {
+    /// The delta of text or list field `f` from version `a` to version `b` (`None`:
+    /// the current version, where a run's visibility is its own).
+    fn seq_delta(
+        &self,
+        f: u32,
+        a: Option<&Mask>,
+        b: Option<&Mask>,
+        unit: TextUnit,
+    ) -> Option<Diff> {
+        let whole = |m: Option<&Mask>, r: &Run| match m {
+            None => Some(!r.deleted()),
+            Some(m) => uniform(&m.vis, r.lv, r.lv + r.len),
+        };
+        let shows = |m: Option<&Mask>, r: &Run, lv: Lv| match m {
+            None => !r.deleted(),
+            Some(m) => m.visible(lv),
+        };
         let tree = self.branch.seq(f);
         let is_list = self.log.fields[f as usize].kind == Kind::List;
         let mut text: Vec<TextDelta> = Vec::new();
@@ -609,9 +639,9 @@ impl Doc {
             _ => r.len as usize,
         };
         for r in tree.runs() {
-            let (end, mut k) = (r.lv + r.len, 0);
+            let mut k = 0;
             // Whole runs first: most look the same at both versions.
-            match (uniform(&a.vis, r.lv, end), uniform(&b.vis, r.lv, end)) {
+            match (whole(a, r), whole(b, r)) {
                 (Some(false), Some(false)) => continue,
                 (Some(true), Some(true)) => {
                     retain += units(r);
@@ -621,9 +651,9 @@ impl Doc {
             }
             while k < r.len {
                 let lv = r.lv + k;
-                let (va, vb) = (a.visible(lv), b.visible(lv));
+                let (va, vb) = (shows(a, r, lv), shows(b, r, lv));
                 let mut j = k + 1;
-                while j < r.len && a.visible(r.lv + j) == va && b.visible(r.lv + j) == vb {
+                while j < r.len && shows(a, r, r.lv + j) == va && shows(b, r, r.lv + j) == vb {
                     j += 1;
                 }
                 if va || vb {

@@ -364,7 +364,8 @@ impl<'d> Transaction<'d> {
 
     /// Commits; `None` if the transaction made no operations.
     pub fn commit(self) -> Option<Change> {
-        self.commit_with(CommitOptions::default())
+        let mut this = std::mem::ManuallyDrop::new(self);
+        this.finish()
     }
 
     /// Commits with a message and time kept in the log and sent with the change's
@@ -372,16 +373,7 @@ impl<'d> Transaction<'d> {
     /// transaction made no operations (nothing is recorded then).
     pub fn commit_with(self, options: CommitOptions) -> Option<Change> {
         let mut this = std::mem::ManuallyDrop::new(self);
-        let me = this.doc.me;
-        this.doc.log.refresh_version(me);
-        this.doc.finish_recording(true);
-        let doc: &Doc = &*this.doc;
-        let end = doc.log.agents[doc.me as usize].next_seq();
-        let change = (end > this.start_seq).then(|| Change {
-            replica: doc.replica,
-            seqs: this.start_seq..end,
-            lamport: this.start_lamport,
-        })?;
+        let change = this.finish()?;
         if !options.is_empty() {
             this.doc.log.changes.insert(ChangeMeta {
                 replica: change.replica,
@@ -392,6 +384,22 @@ impl<'d> Transaction<'d> {
             });
         }
         Some(change)
+    }
+
+    /// What committing does but for metadata; the caller must not drop `self` after
+    /// (that would roll the edits back).
+    #[inline]
+    fn finish(&mut self) -> Option<Change> {
+        let me = self.doc.me;
+        self.doc.log.refresh_version(me);
+        self.doc.finish_recording(true);
+        let doc: &Doc = &*self.doc;
+        let end = doc.log.agents[doc.me as usize].next_seq();
+        (end > self.start_seq).then_some(Change {
+            replica: doc.replica,
+            seqs: self.start_seq..end,
+            lamport: self.start_lamport,
+        })
     }
 
     /// Discards the transaction's edits (what dropping it does).
