@@ -16,6 +16,22 @@ struct Piece<'a> {
     meta: Option<&'a ChangeMeta>,
 }
 
+impl Piece<'_> {
+    /// Whether this piece belongs to change `c`: the same record, or (without one)
+    /// the ops right after `c`'s, by the same replica, neither with metadata.
+    fn continues(&self, c: &ChangeInfo) -> bool {
+        match self.meta {
+            Some(m) => c.replica == m.replica && c.seqs.start == m.seq,
+            None => {
+                c.replica == self.replica
+                    && c.time.is_none()
+                    && c.message.is_none()
+                    && c.seqs.end == self.seq
+            }
+        }
+    }
+}
+
 impl crate::Doc {
     /// Splits `lv..lv + len` (ops of one log entry) by change record and calls `each`.
     fn change_pieces<'a>(
@@ -111,40 +127,38 @@ impl crate::Doc {
                 crate::oplog::Op::Atom { .. } => 2,
             };
             self.change_pieces(e, e.lv, e.len, |p| {
-                let same_change = |c: &ChangeInfo| match p.meta {
-                    Some(m) => c.replica == m.replica && c.seqs.start == m.seq,
-                    None => {
-                        c.replica == p.replica
-                            && c.time.is_none()
-                            && c.message.is_none()
-                            && c.seqs.end == p.seq
+                let same_change = |c: &ChangeInfo| p.continues(c);
+                let time = p.meta.and_then(|m| m.time);
+                let joins = groups
+                    .last()
+                    .and_then(|g| Some((g, g.changes.last()?)))
+                    .is_some_and(|(g, last)| {
+                        g.replica == p.replica
+                            && (same_change(last)
+                                || match (last.time, time) {
+                                    (Some(a), Some(b)) => a.abs_diff(b) <= gap_ms,
+                                    (None, None) => true,
+                                    _ => false,
+                                })
+                    });
+                let g = match groups.last_mut() {
+                    Some(g) if joins => g,
+                    last => {
+                        if let Some(g) = last {
+                            g.version = vv.clone();
+                        }
+                        groups.push(HistoryGroup {
+                            replica: p.replica,
+                            changes: Vec::new(),
+                            inserted: 0,
+                            deleted: 0,
+                            other: 0,
+                            version: crate::VersionVector::new(),
+                        });
+                        let n = groups.len();
+                        &mut groups[n - 1]
                     }
                 };
-                let time = p.meta.and_then(|m| m.time);
-                let joins = groups.last().is_some_and(|g| {
-                    let last = g.changes.last().expect("groups are never empty");
-                    g.replica == p.replica
-                        && (same_change(last)
-                            || match (last.time, time) {
-                                (Some(a), Some(b)) => a.abs_diff(b) <= gap_ms,
-                                (None, None) => true,
-                                _ => false,
-                            })
-                });
-                if !joins {
-                    if let Some(g) = groups.last_mut() {
-                        g.version = vv.clone();
-                    }
-                    groups.push(HistoryGroup {
-                        replica: p.replica,
-                        changes: Vec::new(),
-                        inserted: 0,
-                        deleted: 0,
-                        other: 0,
-                        version: crate::VersionVector::new(),
-                    });
-                }
-                let g = groups.last_mut().expect("just pushed");
                 match g.changes.last_mut() {
                     Some(c) if same_change(c) => {
                         if p.meta.is_none() {
@@ -208,18 +222,7 @@ impl crate::TextView<'_> {
                     let n = (e.end().min(stop)) - lv;
                     doc.change_pieces(e, lv, n, |p| {
                         let chars = p.len as usize;
-                        let joins = out.last().is_some_and(|b| {
-                            let c = &b.change;
-                            match p.meta {
-                                Some(m) => c.replica == m.replica && c.seqs.start == m.seq,
-                                None => {
-                                    c.replica == p.replica
-                                        && c.time.is_none()
-                                        && c.message.is_none()
-                                        && c.seqs.end == p.seq
-                                }
-                            }
-                        });
+                        let joins = out.last().is_some_and(|b| p.continues(&b.change));
                         match out.last_mut() {
                             Some(b) if joins => {
                                 b.range.end += chars;
