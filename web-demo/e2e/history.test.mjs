@@ -13,6 +13,7 @@ import {
   waitForConvergence,
   waitForSyncState,
   waitForText,
+  waitUntil,
 } from "./harness.mjs";
 
 const env = relayAndBrowser();
@@ -179,9 +180,17 @@ test("restoring a version from before someone joined keeps their name and colour
   await alice.click("#history-restore");
   await waitForConvergence([alice, bob], (t) => t === "before bob");
 
-  // The document at alice's version had no entry for bob in `people`; he keeps it.
+  // The document at alice's version had no entry for bob in `people`; he keeps it
+  // (alice writes it again in a second change, which may reach bob after the revert).
+  const bobIn = (page) => page.evaluate((id) => window.chorusDemo.doc.mapGet("people", id), bobId);
+  await waitUntil(
+    async () => (await bobIn(alice)) === "bob" && (await bobIn(bob)) === "bob",
+    () => "bob's name in `people` on both pages",
+  );
+  // And it stays: nothing takes it back later.
+  await waitForSyncState(alice, "saved");
   for (const page of [alice, bob]) {
-    assert.equal(await page.evaluate((id) => window.chorusDemo.doc.mapGet("people", id), bobId), "bob");
+    assert.equal(await bobIn(page), "bob");
   }
   await openHistory(alice);
   const bobColor = await ownColor(bob);
